@@ -1,0 +1,22 @@
+# `make demo` and `make test` install what they need into .venv/ on first use
+# (tools/setup_env.sh; a second run installs nothing).
+PY := .venv/bin/python
+
+.PHONY: env demo test lint clean-demo
+
+env:
+	@bash tools/setup_env.sh
+
+demo: env
+	$(PY) tools/run_demo.py
+
+test: env
+	$(PY) -m pytest -n 2 -q
+
+lint: env
+	$(PY) -m flake8 projects tools tests configs
+	$(PY) -m isort --check-only --diff projects tools tests
+	$(PY) -m yapf --diff --recursive projects tools tests
+
+clean-demo:
+	rm -rf work_dirs/demo

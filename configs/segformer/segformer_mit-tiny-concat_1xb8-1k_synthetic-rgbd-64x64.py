@@ -1,0 +1,45 @@
+# Early-concat RGB-D baseline (the paper's "Concat" row) on the synthetic
+# set: RGB and tiled depth stacked into a 6-channel input of one small MiT.
+_base_ = [
+    '../_base_/models/segformer_mit-b0_multimodal.py',
+    '../_base_/datasets/synthetic_rgbd_64x64.py',
+    '../_base_/default_runtime.py',
+    '../_base_/schedules/segformer_adamw_40k.py'
+]
+modalities = ('rgb', 'depth')
+norm_cfg = dict(type='BN', requires_grad=True)
+model = dict(
+    data_preprocessor=dict(modalities=modalities, size=(64, 64)),
+    backbone=dict(
+        in_channels=6,
+        embed_dims=16,
+        num_layers=[1, 1, 1, 1],
+        num_heads=[1, 2, 4, 8],
+        drop_path_rate=0.0),
+    decode_head=dict(
+        in_channels=[16, 32, 64, 128],
+        channels=64,
+        num_classes=5,
+        norm_cfg=norm_cfg))
+train_dataloader = dict(dataset=dict(modalities=modalities))
+val_dataloader = dict(dataset=dict(modalities=modalities))
+test_dataloader = val_dataloader
+
+max_iters = 1000
+optim_wrapper = dict(optimizer=dict(lr=1e-3))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=1e-3, by_epoch=False, begin=0, end=50),
+    dict(
+        type='PolyLR',
+        eta_min=0.0,
+        power=1.0,
+        begin=50,
+        end=max_iters,
+        by_epoch=False)
+]
+train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
+default_hooks = dict(
+    logger=dict(interval=100),
+    checkpoint=dict(interval=max_iters, save_best=None))
+env_cfg = dict(cudnn_benchmark=False)
+randomness = dict(seed=0)

@@ -1,0 +1,285 @@
+"""Loading of the extra modalities of a multimodal segmentation sample.
+
+RGB is loaded by mmcv's ``LoadImageFromFile`` into ``results['img']``. Each
+other modality ``m`` listed in ``results['modalities']`` is loaded from
+``results['modality_paths'][m]`` into ``results[m]`` (H, W) or (H, W, C),
+and ``m`` is appended to ``results['seg_fields']``: mmseg's ``Resize``
+(nearest), ``RandomResize``, ``RandomCrop`` (incl. ``cat_max_ratio``) and
+``RandomFlip`` then apply the same geometry to it as to the image and the
+label. Photometric transforms touch ``img`` only. Load the modalities right
+after the image, before any geometric transform. A loader whose modality the
+dataset does not list does nothing, so one pipeline serves the RGB-only,
+depth-only and RGB-D variants of a config.
+"""
+import io
+import os.path as osp
+from typing import Optional, Sequence
+
+import cv2
+import mmcv
+import numpy as np
+from mmcv.transforms import BaseTransform
+from mmengine import fileio
+from mmseg.datasets.transforms import LoadAnnotations
+from mmseg.registry import TRANSFORMS
+
+RESERVED_KEYS = ('img', 'gt_seg_map', 'gt_sem_seg', 'inputs', 'data_samples')
+
+
+def sample_name(results: dict) -> str:
+    """A short name of the sample for error messages."""
+    return str(results.get('img_path', results.get('sample_idx', '?')))
+
+
+def read_depth(path: str,
+               unit_scale: float = 1.0,
+               dtypes: Sequence[str] = ('uint16', 'float32', 'float64'),
+               backend_args: Optional[dict] = None) -> np.ndarray:
+    """Read a depth map as float32 (H, W).
+
+    * ``.png`` (or any image file) is decoded unchanged: a 16-bit
+      single-channel PNG as written by the converters (millimetres), or,
+      if ``'uint8'`` is allowed, an 8-bit grey image (a 3/4-channel grey
+      image is reduced to its first channel).
+    * ``.npy`` holds a float (or integer) (H, W) array.
+
+    The raw value times ``unit_scale`` is returned. Invalid depth (0, NaN,
+    +-inf, negative) is returned as 0, the value sensors use for "no
+    measurement"; with the default normalisation it then equals the padding
+    value.
+
+    Raises:
+        OSError: the file cannot be read or decoded (truncated PNG, ...).
+        TypeError: the stored dtype is not in ``dtypes``.
+        ValueError: the array is not a single-channel map.
+    """
+    try:
+        raw_bytes = fileio.get(path, backend_args=backend_args)
+    except FileNotFoundError:
+        raise FileNotFoundError(f'Depth file {path} does not exist')
+    if osp.splitext(path)[1].lower() == '.npy':
+        try:
+            depth = np.load(io.BytesIO(raw_bytes), allow_pickle=False)
+        except Exception as e:
+            raise OSError(f'Cannot read depth array {path}: {e}') from e
+    else:
+        depth = cv2.imdecode(
+            np.frombuffer(raw_bytes, np.uint8), cv2.IMREAD_UNCHANGED)
+        if depth is None:
+            raise OSError(f'Cannot decode depth image {path} (unreadable or '
+                          'truncated file)')
+        if depth.ndim == 3 and depth.dtype == np.uint8:
+            channels = depth[..., :3]
+            if not (channels == channels[..., :1]).all():
+                raise ValueError(
+                    f'Depth image {path} is a colour image, expected a '
+                    'single-channel depth map (colourised depth is not '
+                    'supported)')
+            depth = depth[..., 0]
+    if depth.dtype.name not in dtypes:
+        raise TypeError(
+            f'Depth file {path} stores {depth.dtype.name}, expected one of '
+            f'{tuple(dtypes)} (16-bit PNG in millimetres by default; pass '
+            "dtypes=('uint8',) for 8-bit releases such as DFormer's)")
+    if depth.ndim != 2:
+        raise ValueError(f'Depth file {path} has shape {depth.shape}, '
+                         'expected a single-channel (H, W) map')
+    depth = depth.astype(np.float32) * np.float32(unit_scale)
+    depth[~np.isfinite(depth) | (depth < 0)] = 0
+    return depth
+
+
+class BaseLoadModality(BaseTransform):
+    """Shared part of the modality loaders: find the path, check the shape
+    against the image, store and register the array."""
+
+    def __init__(self,
+                 modality: str,
+                 backend_args: Optional[dict] = None) -> None:
+        if modality in RESERVED_KEYS or modality == 'rgb':
+            raise ValueError(f'{modality!r} cannot name an extra modality')
+        self.modality = modality
+        self.backend_args = backend_args
+
+    def read(self, path: str) -> np.ndarray:
+        raise NotImplementedError
+
+    def transform(self, results: dict) -> dict:
+        name = sample_name(results)
+        if self.modality not in results.get('modalities', ()):
+            # The dataset does not use this modality (e.g. an RGB-only
+            # config sharing the RGB-D pipeline). A modality the dataset
+            # lists but no loader loads is caught by the packing transform.
+            return results
+        path = results['modality_paths'][self.modality]
+        if not osp.isfile(path) and self.backend_args is None:
+            raise FileNotFoundError(
+                f'Sample {name}: {self.modality} file {path} does not exist')
+        array = self.read(path)
+        expected = results.get('ori_shape')
+        if 'img' in results and tuple(results['img_shape']) != tuple(
+                results['ori_shape']):
+            raise RuntimeError(
+                f'{type(self).__name__} must run before geometric '
+                'transforms (the image was already resized or cropped)')
+        if expected is not None and tuple(array.shape[:2]) != tuple(
+                expected[:2]):
+            raise ValueError(
+                f'Sample {name}: {self.modality} {path} is '
+                f'{array.shape[1]}x{array.shape[0]} (WxH) but the RGB image '
+                f'is {expected[1]}x{expected[0]}; the modalities of a sample '
+                'must be pixel-aligned')
+        results[self.modality] = array
+        if self.modality not in results.setdefault('seg_fields', []):
+            results['seg_fields'].append(self.modality)
+        return results
+
+
+@TRANSFORMS.register_module()
+class LoadDepthFromFile(BaseLoadModality):
+    """Load a depth map (16-bit PNG or float ``.npy``) as float32 (H, W).
+
+    Required keys: ``modality_paths``, ``modalities``; optional ``img``.
+    Added keys: ``<modality>``; appended to ``seg_fields``.
+
+    Args:
+        modality (str): Name of the modality. Defaults to ``'depth'``.
+        unit_scale (float): Multiplier applied to the stored value. With the
+            default 1.0 the values stay in the file's unit (millimetres for
+            the converters' PNGs), which the data preprocessor's default
+            depth normalisation (std 5000) expects, as TokenFusion does.
+        dtypes (Sequence[str]): Accepted stored dtypes.
+        backend_args (dict, optional): mmengine file backend arguments.
+    """
+
+    def __init__(self,
+                 modality: str = 'depth',
+                 unit_scale: float = 1.0,
+                 dtypes: Sequence[str] = ('uint16', 'float32', 'float64'),
+                 backend_args: Optional[dict] = None) -> None:
+        super().__init__(modality, backend_args)
+        self.unit_scale = unit_scale
+        self.dtypes = tuple(dtypes)
+
+    def read(self, path: str) -> np.ndarray:
+        return read_depth(path, self.unit_scale, self.dtypes,
+                          self.backend_args)
+
+    def __repr__(self) -> str:
+        return (f'{type(self).__name__}(modality={self.modality!r}, '
+                f'unit_scale={self.unit_scale}, dtypes={self.dtypes})')
+
+
+@TRANSFORMS.register_module()
+class LoadModalityImageFromFile(BaseLoadModality):
+    """Load an 8-bit image-like modality (HHA, event or LiDAR maps, ...) as
+    float32 (H, W, C) in the file's channel order as mmcv decodes it.
+
+    Args:
+        modality (str): Name of the modality, e.g. ``'hha'``.
+        color_type (str): mmcv ``imfrombytes`` flag: ``'color'`` (3
+            channels, BGR), ``'grayscale'`` or ``'unchanged'``.
+        backend_args (dict, optional): mmengine file backend arguments.
+    """
+
+    def __init__(self,
+                 modality: str = 'hha',
+                 color_type: str = 'color',
+                 backend_args: Optional[dict] = None) -> None:
+        super().__init__(modality, backend_args)
+        self.color_type = color_type
+
+    def read(self, path: str) -> np.ndarray:
+        raw_bytes = fileio.get(path, backend_args=self.backend_args)
+        image = mmcv.imfrombytes(raw_bytes, flag=self.color_type)
+        if image is None:
+            raise OSError(f'Cannot decode {self.modality} image {path} '
+                          '(unreadable or truncated file)')
+        return image.astype(np.float32)
+
+    def __repr__(self) -> str:
+        return (f'{type(self).__name__}(modality={self.modality!r}, '
+                f'color_type={self.color_type!r})')
+
+
+@TRANSFORMS.register_module()
+class LoadValidatedAnnotations(LoadAnnotations):
+    """mmseg's ``LoadAnnotations`` with checks that fail before any tensor
+    math: the label must exist, decode, be single-channel, match the RGB
+    image's original size, fit in 8 bits (mmseg would wrap larger values
+    silently), and after ``reduce_zero_label`` (0 -> ignore, c -> c-1) and
+    ``label_map`` hold only class indices below ``results['num_classes']``
+    or the ignore index.
+
+    Args:
+        ignore_index (int): The ignore value. Defaults to 255.
+        **kwargs: Passed to mmseg's ``LoadAnnotations``.
+    """
+
+    def __init__(self, ignore_index: int = 255, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.ignore_index = ignore_index
+
+    def _load_seg_map(self, results: dict) -> None:
+        path = results['seg_map_path']
+        name = sample_name(results)
+        if not osp.isfile(path) and self.backend_args is None:
+            raise FileNotFoundError(
+                f'Sample {name}: label file {path} does not exist')
+        label = mmcv.imfrombytes(
+            fileio.get(path, backend_args=self.backend_args),
+            flag='unchanged',
+            backend=self.imdecode_backend)
+        if label is None:
+            raise OSError(f'Cannot decode label image {path} (unreadable or '
+                          'truncated file)')
+        if label.ndim == 3 and label.shape[2] == 1:
+            label = label[..., 0]
+        if label.ndim != 2:
+            raise ValueError(f'Label {path} must be a single-channel image, '
+                             f'got shape {label.shape}')
+        expected = results.get('ori_shape')
+        if expected is not None and tuple(label.shape) != tuple(expected[:2]):
+            raise ValueError(
+                f'Sample {name}: label {path} is {label.shape[1]}x'
+                f'{label.shape[0]} (WxH) but the RGB image is '
+                f'{expected[1]}x{expected[0]}')
+        if label.dtype != np.uint8:
+            if label.min() < 0 or label.max() > 255:
+                raise ValueError(
+                    f'Label {path} ({label.dtype}) holds values outside '
+                    f'0..255: min {label.min()}, max {label.max()}')
+            label = label.astype(np.uint8)
+
+        reduce_zero_label = results.get('reduce_zero_label', False)
+        if self.reduce_zero_label is not None and \
+                self.reduce_zero_label != reduce_zero_label:
+            raise ValueError(
+                f'LoadValidatedAnnotations(reduce_zero_label='
+                f'{self.reduce_zero_label}) disagrees with the dataset '
+                f'(reduce_zero_label={reduce_zero_label})')
+        if reduce_zero_label:  # 0 -> ignore, c -> c - 1
+            label = label.astype(np.int16) - 1
+            label[label < 0] = self.ignore_index
+            label[label == 254] = self.ignore_index
+            label = label.astype(np.uint8)
+        if results.get('label_map'):
+            source = label.copy()
+            for old_id, new_id in results['label_map'].items():
+                label[source == old_id] = new_id
+
+        num_classes = results.get('num_classes')
+        if num_classes is not None:
+            values = np.unique(label)
+            bad = values[(values >= num_classes)
+                         & (values != self.ignore_index)]
+            if bad.size:
+                after = ' after reduce_zero_label' if reduce_zero_label \
+                    else ''
+                raise ValueError(
+                    f'Label {path} holds values {bad.tolist()[:10]}{after} '
+                    f'outside the {num_classes} classes '
+                    f'(0..{num_classes - 1}) and the ignore index '
+                    f'{self.ignore_index}')
+        results['gt_seg_map'] = label
+        results.setdefault('seg_fields', []).append('gt_seg_map')

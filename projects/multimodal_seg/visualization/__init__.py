@@ -1,0 +1,4 @@
+from .multimodal_visualizer import (MultiModalSegLocalVisualizer,
+                                    colourize_depth)
+
+__all__ = ['MultiModalSegLocalVisualizer', 'colourize_depth']

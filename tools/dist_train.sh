@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Usage: tools/dist_train.sh CONFIG NUM_PROCS [train.py args...]
+# Multi-node: set NNODES, NODE_RANK, MASTER_ADDR, PORT.
+# torch DDP through mmengine's `pytorch` launcher; without a GPU the config
+# needs env_cfg.dist_cfg.backend=gloo (pass --cfg-options
+# env_cfg.dist_cfg.backend=gloo).
+set -e
+CONFIG=$1
+NPROCS=$2
+shift 2
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+PY=${PYTHON:-python}
+exec "$PY" -m torch.distributed.run \
+    --nnodes="${NNODES:-1}" \
+    --node_rank="${NODE_RANK:-0}" \
+    --master_addr="${MASTER_ADDR:-127.0.0.1}" \
+    --master_port="${PORT:-29500}" \
+    --nproc_per_node="$NPROCS" \
+    "$ROOT/tools/train.py" "$CONFIG" --launcher pytorch "$@"

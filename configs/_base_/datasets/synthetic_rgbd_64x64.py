@@ -24,6 +24,23 @@ test_pipeline = [
     dict(type='LoadValidatedAnnotations'),
     dict(type='PackMultiModalSegInputs')
 ]
+tta_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadDepthFromFile'),
+    dict(
+        type='TestTimeAug',
+        transforms=[
+            [
+                dict(type='Resize', scale_factor=r, keep_ratio=True)
+                for r in (0.75, 1.0, 1.25)
+            ],
+            [
+                dict(type='RandomFlip', prob=0., direction='horizontal'),
+                dict(type='RandomFlip', prob=1., direction='horizontal')
+            ], [dict(type='LoadValidatedAnnotations')],
+            [dict(type='PackMultiModalSegInputs')]
+        ])
+]
 train_dataloader = dict(
     batch_size=8,
     num_workers=1,

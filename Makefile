@@ -11,7 +11,7 @@ demo: env
 	$(PY) tools/run_demo.py
 
 test: env
-	$(PY) -m pytest -n 2 -q
+	$(PY) -m pytest -n 2 --dist loadfile -q
 
 lint: env
 	$(PY) -m flake8 projects tools tests configs

@@ -31,4 +31,10 @@ def test_config_builds(path):
     cfg.model.backbone.init_cfg = None
     model = MODELS.build(cfg.model)
     preprocessor = model.data_preprocessor
-    assert sum(preprocessor.out_channels) == cfg.model.backbone.in_channels
+    streams = getattr(model.backbone, 'num_modalities', 1)
+    assert sum(preprocessor.out_channels) == \
+        streams * cfg.model.backbone.in_channels
+    if streams > 1:  # one stream per modality, each of in_channels
+        assert set(
+            preprocessor.out_channels) == {cfg.model.backbone.in_channels}
+        assert len(preprocessor.modalities) == streams

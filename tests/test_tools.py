@@ -1,69 +1,42 @@
-"""The standard tools end to end on a tiny synthetic set: train -> resume
--> train on -> test (torch >= 2.6 checkpoint loading), load_from, the
---show-dir panels, and DDP with 2 CPU processes through dist_train.sh."""
+"""The standard tools end to end on a tiny synthetic set, for a SegFormer
+baseline and TokenFusion: train -> resume -> train on -> test (torch >= 2.6
+checkpoint loading), load_from, the --show-dir panels, and DDP with 2 CPU
+processes through dist_train.sh."""
 import glob
 import json
 import os
 import os.path as osp
 import pickle
 import random
-import subprocess
 import sys
 
 import cv2
 import pytest
 import torch
+from mmengine.config import Config
 
-from .conftest import REPO_ROOT
+from .conftest import REPO_ROOT, tiny_options, tool
 
 CONFIG = osp.join(
     REPO_ROOT, 'configs/segformer/'
     'segformer_mit-tiny-concat_1xb8-1k_synthetic-rgbd-64x64.py')
+TOKENFUSION_CONFIG = osp.join(
+    REPO_ROOT, 'configs/tokenfusion/'
+    'tokenfusion_mit-tiny_1xb8-1k_synthetic-rgbd-64x64.py')
 
 
-def tiny_options(data_root, max_iters):
-    """Shrink the demo config: 16 train / 4 test images, batch 2."""
-    data = f'data_root={data_root} dataset.num_train=16 dataset.num_test=4'
-    options = [
-        f'train_cfg.max_iters={max_iters}',
-        f'train_cfg.val_interval={max_iters}',
-        'default_hooks.checkpoint.interval=2', 'train_dataloader.batch_size=2',
-        'train_dataloader.num_workers=0', 'val_dataloader.num_workers=0',
-        'test_dataloader.num_workers=0',
-        'train_dataloader.persistent_workers=False',
-        'val_dataloader.persistent_workers=False',
-        'test_dataloader.persistent_workers=False',
-        'default_hooks.logger.interval=1'
-    ]
-    for loader in ('train', 'val', 'test'):
-        options += [
-            f'{loader}_dataloader.dataset.{item.replace("dataset.", "")}'
-            for item in data.split()
-        ]
-    return options
-
-
-def tool(args, cwd, env=None, timeout=300):
-    proc = subprocess.run(
-        args,
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout)
-    output = proc.stdout + proc.stderr
-    assert proc.returncode == 0, output[-4000:]
-    return output
-
-
-@pytest.fixture(scope='module')
-def trained(tmp_path_factory):
+@pytest.fixture(
+    scope='module',
+    params=[CONFIG, TOKENFUSION_CONFIG],
+    ids=['segformer', 'tokenfusion'])
+def trained(request, tmp_path_factory):
     """Train 2 iterations, then resume and train on to 4 (from another
     working directory than the repo)."""
+    config = request.param
     tmp = tmp_path_factory.mktemp('tools')
     data_root = str(tmp / 'synthetic')
     work_dir = str(tmp / 'work')
-    train = [sys.executable, osp.join(REPO_ROOT, 'tools/train.py'), CONFIG]
+    train = [sys.executable, osp.join(REPO_ROOT, 'tools/train.py'), config]
     first = tool(
         train + ['--work-dir', work_dir, '--cfg-options'] +
         tiny_options(data_root, 2),
@@ -73,6 +46,7 @@ def trained(tmp_path_factory):
         tiny_options(data_root, 4),
         cwd=tmp)
     return dict(
+        config=config,
         tmp=tmp,
         data_root=data_root,
         work_dir=work_dir,
@@ -124,6 +98,25 @@ def test_test_tool_metrics_and_panels(trained):
     assert (panel[:, :64] == rgb).all()
 
 
+def test_test_time_augmentation(trained):
+    metrics_file = osp.join(trained['tmp'], 'tta_metrics.json')
+    tool(
+        [
+            sys.executable,
+            osp.join(REPO_ROOT, 'tools/test.py'), trained['config'],
+            osp.join(trained['work_dir'], 'iter_4.pth'), '--tta', '--work-dir',
+            osp.join(trained['tmp'], 'tta_work'), '--metrics-json',
+            metrics_file, '--cfg-options'
+        ] + tiny_options(trained['data_root'], 4),
+        cwd=trained['tmp'])
+    dumped = osp.join(trained['tmp'], 'tta_work',
+                      osp.basename(trained['config']))
+    # the config the runner really used
+    assert Config.fromfile(dumped).model.type == 'SegTTAModel'
+    with open(metrics_file) as f:
+        assert 0 <= json.load(f)['mIoU'] <= 100
+
+
 def test_load_from_full_checkpoint(trained):
     log = tool(
         [
@@ -137,8 +130,8 @@ def test_load_from_full_checkpoint(trained):
     assert 'Iter(train) [2/2]' in log
 
 
-def test_dist_train_two_cpu_processes(trained):
-    work_dir = osp.join(trained['tmp'], 'ddp')
+def test_dist_train_two_cpu_processes(tmp_path):
+    work_dir = str(tmp_path / 'ddp')
     env = dict(
         os.environ,
         PYTHON=sys.executable,
@@ -150,8 +143,8 @@ def test_dist_train_two_cpu_processes(trained):
             osp.join(REPO_ROOT,
                      'tools/dist_train.sh'), CONFIG, '2', '--work-dir',
             work_dir, '--cfg-options', 'env_cfg.dist_cfg.backend=gloo'
-        ] + tiny_options(trained['data_root'], 2),
-        cwd=trained['tmp'],
+        ] + tiny_options(str(tmp_path / 'synthetic'), 2),
+        cwd=tmp_path,
         env=env)
     assert 'Distributed launcher: pytorch' in log
     assert 'Distributed training: True' in log

@@ -17,6 +17,8 @@ import time
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 SEGFORMER = 'configs/segformer'
+TOKENFUSION = 'configs/tokenfusion'
+TOKENFUSION_ROW = 'TokenFusion RGB-D'  # also drawn as the paper's Figure 4
 # (row name, config) in table order
 DEMO_MODELS = [
     ('RGB only',
@@ -25,7 +27,14 @@ DEMO_MODELS = [
      f'{SEGFORMER}/segformer_mit-tiny_1xb8-1k_synthetic-depth-64x64.py'),
     ('Early concat RGB-D',
      f'{SEGFORMER}/segformer_mit-tiny-concat_1xb8-1k_synthetic-rgbd-64x64.py'),
+    (TOKENFUSION_ROW,
+     f'{TOKENFUSION}/tokenfusion_mit-tiny_1xb8-1k_synthetic-rgbd-64x64.py'),
 ]
+
+
+def model_dir(work_root, name):
+    """work_dirs/demo/<row name as a folder name>"""
+    return osp.join(work_root, name.lower().replace(' ', '_').replace('-', ''))
 
 
 def run(cmd, log_file):
@@ -40,8 +49,7 @@ def run(cmd, log_file):
 
 
 def train_and_test(name, config, out_root):
-    slug = name.lower().replace(' ', '_').replace('-', '')
-    work_dir = osp.join(out_root, slug)
+    work_dir = model_dir(out_root, name)
     os.makedirs(work_dir, exist_ok=True)
     start = time.time()
     print(f'[demo] {name}: training {config}', flush=True)
@@ -62,6 +70,20 @@ def train_and_test(name, config, out_root):
         metrics = json.load(f)
     print(f'[demo] {name}: done in {time.time() - start:.0f} s', flush=True)
     return metrics
+
+
+def draw_token_exchange(work_dir):
+    """The paper's Figure 4 for the TokenFusion demo model."""
+    config = dict(DEMO_MODELS)[TOKENFUSION_ROW]
+    tokenfusion_dir = model_dir(work_dir, TOKENFUSION_ROW)
+    with open(osp.join(tokenfusion_dir, 'last_checkpoint')) as f:
+        checkpoint = f.read().strip()
+    out_dir = osp.join(tokenfusion_dir, 'figure4')
+    run([
+        sys.executable, 'tools/analysis_tools/visualize_token_exchange.py',
+        config, checkpoint, '--index', '0', '--out-dir', out_dir
+    ], osp.join(tokenfusion_dir, 'figure4.log'))
+    return out_dir
 
 
 def format_table(rows):
@@ -91,6 +113,9 @@ def main(argv=None):
     rows = [(name, train_and_test(name, config, args.work_dir))
             for name, config in models]
     table = format_table(rows)
+    if any(name == TOKENFUSION_ROW for name, _ in rows):
+        figures = draw_token_exchange(args.work_dir)
+        print(f'[demo] tokens exchanged by TokenFusion: {figures}/')
     print(f'\nSynthetic RGB-D test set ({time.time() - start:.0f} s):\n')
     print(table)
     with open(osp.join(args.work_dir, 'results.md'), 'w') as f:

@@ -1,0 +1,18 @@
+from .checkpoint_conversion import mit_to_tokenfusion, mmseg_mit_to_nvlabs
+from .modality_layers import ModalityConv2d, ModalityLayerNorm, ModalityLinear
+from .segformer_mlp_head import SegFormerMLPHead
+from .token_fusion import (allocation_for_grid, exchange_tokens,
+                           fuse_attention_output, fusion_statistics,
+                           make_group_allocation, scores_from_logits,
+                           source_tokens, sparsity_loss)
+from .tokenfusion_mit import MIT_ARCHS, TokenFusionMiT
+from .tokenfusion_segmentor import TokenFusionEncoderDecoder
+
+__all__ = [
+    'MIT_ARCHS', 'ModalityConv2d', 'ModalityLayerNorm', 'ModalityLinear',
+    'SegFormerMLPHead', 'TokenFusionEncoderDecoder', 'TokenFusionMiT',
+    'allocation_for_grid', 'exchange_tokens', 'fuse_attention_output',
+    'fusion_statistics', 'make_group_allocation', 'mit_to_tokenfusion',
+    'mmseg_mit_to_nvlabs', 'scores_from_logits', 'source_tokens',
+    'sparsity_loss'
+]

@@ -1,0 +1,127 @@
+"""The reference formulation used by tools/analysis_tools/benchmark.py
+(per-modality lists, Python loops around shared layers, explicit softmax
+attention, one nn.LayerNorm per modality, boolean-mask exchange) computes
+exactly what TokenFusionMiT computes with the same weights, and the FLOP
+counter of the benchmark counts both the same."""
+import pytest
+import torch
+
+from projects.tokenfusion.models import TokenFusionMiT, allocation_for_grid
+from tools.analysis_tools.benchmark import build_model, check_flops, count_macs
+from tools.analysis_tools.reference_formulation import (
+    ReferenceTokenFusionMiT, stack_outputs, token_exchange)
+
+THRESHOLD = 0.5  # far above 0.02 so that many tokens are exchanged
+
+
+@pytest.fixture(autouse=True, scope='module')
+def one_thread():
+    """Tiny tensors: one intra-op thread is fastest and immune to other
+    processes on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_pair(num_modalities):
+    """A tiny TokenFusionMiT with distinct per-modality norms and spread
+    token scores, and its reference formulation."""
+    torch.manual_seed(0)
+    ours = TokenFusionMiT(
+        num_modalities=num_modalities,
+        embed_dims=8,
+        num_layers=(2, 1, 1, 1),
+        fusion_threshold=THRESHOLD).eval()
+    with torch.no_grad():
+        for name, param in ours.named_parameters():
+            if 'norm' in name:
+                param.add_(0.3 * torch.randn_like(param))
+            if name.startswith('score_predictor') and '.fc' in name:
+                param.mul_(4)
+    ref = ReferenceTokenFusionMiT.from_tokenfusion(ours).eval()
+    x = torch.randn(2, 3 * num_modalities, 64, 64)
+    return ours, ref, x
+
+
+@pytest.mark.parametrize('num_modalities', [2, 3])
+def test_reference_matches_tokenfusion(num_modalities):
+    ours, ref, x = tiny_pair(num_modalities)
+    num_params = [
+        sum(p.numel() for p in net.parameters()) for net in (ours, ref)
+    ]
+    assert num_params[0] == num_params[1]
+    assert len(ref.block1[0].norm1.ln_1.weight) == 8
+    with torch.no_grad():
+        feats, scores = ours(x)
+        ref_feats, ref_scores = stack_outputs(*ref(x))
+    assert len(ref_feats) == len(feats) == 4
+    for a, b in zip(feats, ref_feats):
+        assert a.shape == b.shape
+        torch.testing.assert_close(b, a, rtol=0, atol=1e-5)
+    assert len(ref_scores) == len(scores) == 5
+    for a, b in zip(scores, ref_scores):
+        torch.testing.assert_close(b, a, rtol=0, atol=1e-5)
+    # the comparison exercises the exchange: every modality keeps some
+    # tokens and swaps others, and no score is within reach of rounding
+    stacked = torch.cat([s.flatten(1) for s in scores], dim=1)
+    exchanged = (stacked < THRESHOLD).float().mean(dim=1)
+    assert ((exchanged > 0.1) & (exchanged < 0.98)).all(), exchanged
+    assert (stacked - THRESHOLD).abs().min() > 1e-6
+
+
+def test_reference_is_sensitive():
+    """The equality above would fail on a wrong norm or exchange."""
+    ours, ref, x = tiny_pair(2)
+    with torch.no_grad():
+        expected = ours(x)[0][0]
+        ref.block1[0].norm1.ln_1.weight.mul_(1.1)
+        assert not torch.allclose(stack_outputs(*ref(x))[0][0], expected)
+        ref.block1[0].norm1.ln_1.weight.div_(1.1)
+        torch.testing.assert_close(
+            stack_outputs(*ref(x))[0][0], expected, rtol=0, atol=1e-5)
+        ref.threshold = 0.02  # no exchange any more
+        assert not torch.allclose(stack_outputs(*ref(x))[0][0], expected)
+
+
+def test_token_exchange_with_allocation():
+    x = [torch.full((1, 4, 2), float(m)) for m in range(3)]
+    scores = [torch.tensor([[1., 0., 0., 1.]])] * 3
+    allocation = torch.tensor([[1, 2, 1, 2], [0, 0, 2, 2], [1, 0, 0, 1]])
+    out = token_exchange(x, scores, 0.5, allocation)
+    assert out[0][0, :, 0].tolist() == [0, 2, 1, 0]
+    assert out[1][0, :, 0].tolist() == [1, 0, 2, 1]
+    assert out[2][0, :, 0].tolist() == [2, 0, 0, 2]
+    tiled = allocation_for_grid(allocation.view(3, 2, 2), 2, 2)
+    assert tiled.equal(allocation)
+
+
+@pytest.mark.parametrize('num_modalities', [2, 3])
+def test_flops_equal(num_modalities):
+    counts = check_flops(num_modalities)
+    assert counts['ours'] == counts['reference'] > 0
+
+
+def test_flop_counter_counts_attention_and_grouped_conv():
+    """SDPA (CPU kernel), the explicit attention products and depthwise
+    convs are all counted, and the segmentor adds its head."""
+    q = torch.randn(2, 3, 16, 8)
+    k = torch.randn(2, 3, 4, 8)
+
+    class Sdpa(torch.nn.Module):
+
+        def forward(self, q):
+            return torch.nn.functional.scaled_dot_product_attention(q, k, k)
+
+    class Explicit(torch.nn.Module):
+
+        def forward(self, q):
+            return (q @ k.transpose(-2, -1)).softmax(-1) @ k
+
+    expected = 2 * 2 * 3 * 16 * 4 * 8
+    assert count_macs(Sdpa(), q) == count_macs(Explicit(), q) == expected
+    dwconv = torch.nn.Conv2d(6, 6, 3, padding=1, groups=6)
+    assert count_macs(dwconv, torch.randn(1, 6, 5, 5)) == 6 * 25 * 9
+    model = build_model('tokenfusion-m2', 'b0', head_channels=16)
+    x = torch.randn(1, 6, 64, 64)
+    assert count_macs(model, x) > count_macs(model.backbone, x)

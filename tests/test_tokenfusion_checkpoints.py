@@ -1,0 +1,657 @@
+"""Checkpoint conversion for TokenFusion: official (yikaiw/TokenFusion)
+segmentation checkpoints -> our segmentor, checked against an independent
+functional forward of the reference model; ImageNet MiT (NVlabs and mmseg
+layouts) -> TokenFusionMiT initialisation.
+
+The reference forward below is written from the specification
+(shared/docs/tokenfusion_reference.md §1, §2.2-§2.6, §2.12): lists of
+per-modality tensors, explicit loops over modalities, the reference's own
+parameter names. It shares no code with ``projects/tokenfusion``.
+"""
+import json
+import os.path as osp
+import re
+import sys
+from collections import OrderedDict
+
+import pytest
+import torch
+import torch.nn.functional as F
+from mmengine import Config
+from mmseg.models.backbones import MixVisionTransformer
+from mmseg.registry import MODELS
+
+from projects.tokenfusion.models import TokenFusionMiT
+from projects.tokenfusion.models.reference_checkpoint import \
+    convert_tokenfusion_reference
+from tools.model_converters import mit2tokenfusion, tokenfusion2mmseg
+from .conftest import REPO_ROOT, tiny_options, tool
+
+DEMO_CONFIG = osp.join(
+    REPO_ROOT, 'configs/tokenfusion/'
+    'tokenfusion_mit-tiny_1xb8-1k_synthetic-rgbd-64x64.py')
+
+# the tiny model: the demo config's MiT with 2 blocks in stage 1, E = 32
+M = 2
+DIMS = [16, 32, 64, 128]
+DEPTHS = [2, 1, 1, 1]
+HEADS = [1, 2, 4, 8]
+SR_RATIOS = [8, 4, 2, 1]
+E = 32
+K = 5
+THETA = 0.02
+TINY_MIT = dict(
+    embed_dims=16,
+    num_layers=DEPTHS,
+    num_heads=HEADS,
+    sr_ratios=SR_RATIOS,
+    drop_path_rate=0.)
+
+
+class _Random:
+    """Seeded random tensors of sensible scale."""
+
+    def __init__(self, seed):
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def normal(self, *shape, std=1.):
+        return torch.randn(*shape, generator=self.generator) * std
+
+    def uniform(self, *shape, low=0., high=1.):
+        return low + (high - low) * torch.rand(
+            *shape, generator=self.generator)
+
+    def weight(self, out, fan_in, *kernel):
+        return self.normal(out, fan_in, *kernel, std=fan_in**-0.5)
+
+    def norm(self, channels):
+        return 1 + self.normal(
+            channels, std=0.2), self.normal(
+                channels, std=0.1)
+
+
+# --------------------------------------------------------------------------
+# The reference checkpoint (§2.12 names) and forward
+# --------------------------------------------------------------------------
+
+
+def make_reference_state(seed=0):
+    """Weights of the reference ``WeTr`` (2 modalities) with the names of
+    its state dict, without the DataParallel prefix."""
+    rnd = _Random(seed)
+    sd = OrderedDict()
+    # a parameter of WeTr itself comes before its children's
+    sd['alpha'] = torch.tensor([0.7, -0.4])
+
+    def parallel_linear(name, out, inp):  # ModuleParallel(nn.Linear)
+        sd[f'{name}.module.weight'] = rnd.weight(out, inp)
+        sd[f'{name}.module.bias'] = rnd.normal(out, std=0.1)
+
+    def parallel_conv(name, out, inp, kernel):  # ModuleParallel(nn.Conv2d)
+        sd[f'{name}.module.weight'] = rnd.normal(
+            out, inp, kernel, kernel, std=(inp * kernel**2)**-0.5)
+        sd[f'{name}.module.bias'] = rnd.normal(out, std=0.1)
+
+    def parallel_norm(name, channels):  # LayerNormParallel
+        for m in range(M):
+            weight, bias = rnd.norm(channels)
+            sd[f'{name}.ln_{m}.weight'] = weight
+            sd[f'{name}.ln_{m}.bias'] = bias
+
+    for s in range(1, 5):
+        c_in = 3 if s == 1 else DIMS[s - 2]
+        parallel_conv(f'encoder.patch_embed{s}.proj', DIMS[s - 1], c_in,
+                      7 if s == 1 else 3)
+        parallel_norm(f'encoder.patch_embed{s}.norm', DIMS[s - 1])
+    for s in range(1, 5):
+        c, sr = DIMS[s - 1], SR_RATIOS[s - 1]
+        for j in range(DEPTHS[s - 1]):
+            block = f'encoder.block{s}.{j}.'
+            parallel_norm(block + 'norm1', c)
+            parallel_linear(block + 'attn.q', c, c)
+            parallel_linear(block + 'attn.kv', 2 * c, c)
+            parallel_linear(block + 'attn.proj', c, c)
+            if sr > 1:
+                parallel_conv(block + 'attn.sr', c, c, sr)
+                parallel_norm(block + 'attn.norm', c)
+            parallel_norm(block + 'norm2', c)
+            parallel_linear(block + 'mlp.fc1', 4 * c, c)
+            # DWConv is not wrapped in ModuleParallel
+            sd[block + 'mlp.dwconv.dwconv.weight'] = rnd.normal(
+                4 * c, 1, 3, 3, std=1 / 3)
+            sd[block + 'mlp.dwconv.dwconv.bias'] = rnd.normal(4 * c, std=0.1)
+            parallel_linear(block + 'mlp.fc2', c, 4 * c)
+        parallel_norm(f'encoder.norm{s}', c)
+    for s in range(4):
+        c = DIMS[s]
+        for m in range(M):
+            net = f'encoder.score_predictor.{s}.score_nets.{m}.'
+            sd[net + '0.weight'], sd[net + '0.bias'] = rnd.norm(c)
+            shapes = ((c, c), (c // 2, c), (c // 4, c // 2), (2, c // 4))
+            for index, (out, inp) in zip((1, 3, 5, 7), shapes):
+                sd[f'{net}{index}.weight'] = rnd.weight(out, inp)
+                sd[f'{net}{index}.bias'] = rnd.normal(out, std=0.1)
+            # Push the "keep" probability towards θ, and spread it, so that
+            # a good share of the tokens (not all) falls below θ and is
+            # exchanged: without this no token would be exchanged.
+            sd[net + '7.weight'] *= 6.
+            sd[net + '7.bias'] += torch.tensor([-3.5, 0.])
+    for i in range(4):
+        sd[f'decoder.linear_c{i + 1}.proj.weight'] = rnd.weight(E, DIMS[i])
+        sd[f'decoder.linear_c{i + 1}.proj.bias'] = rnd.normal(E, std=0.1)
+    sd['decoder.linear_fuse.conv.weight'] = rnd.weight(E, 4 * E, 1, 1)
+    weight, bias = rnd.norm(E)
+    sd['decoder.linear_fuse.bn.weight'] = weight
+    sd['decoder.linear_fuse.bn.bias'] = bias
+    sd['decoder.linear_fuse.bn.running_mean'] = rnd.normal(E, std=0.5)
+    sd['decoder.linear_fuse.bn.running_var'] = rnd.uniform(E, low=0.3, high=2.)
+    sd['decoder.linear_fuse.bn.num_batches_tracked'] = torch.tensor(1234)
+    sd['decoder.linear_pred.weight'] = rnd.weight(K, E, 1, 1)
+    sd['decoder.linear_pred.bias'] = rnd.normal(K, std=0.1)
+    return sd
+
+
+def reference_file_content(state):
+    """What the reference ``Saver`` writes (DataParallel-prefixed)."""
+    return {
+        'segmenter': OrderedDict(('module.' + k, v) for k, v in state.items()),
+        'epoch_start': 3,
+        'best_val': 0.5
+    }
+
+
+def ref_layer_norm(x, sd, name, m):
+    """LayerNormParallel: modality m's own nn.LayerNorm(eps=1e-6)."""
+    return F.layer_norm(x, x.shape[-1:], sd[f'{name}.ln_{m}.weight'],
+                        sd[f'{name}.ln_{m}.bias'], 1e-6)
+
+
+def ref_linear(x, sd, name):
+    """ModuleParallel(nn.Linear): the same weights for every modality."""
+    return F.linear(x, sd[f'{name}.module.weight'], sd[f'{name}.module.bias'])
+
+
+def ref_score(x, sd, stage, m):
+    """PredictorLG's modality-m net on the block input, then the caller's
+    softmax and channel 0: (B, N, C) -> (B, N)."""
+    net = f'encoder.score_predictor.{stage}.score_nets.{m}.'
+    h = F.layer_norm(x, x.shape[-1:], sd[net + '0.weight'], sd[net + '0.bias'],
+                     1e-5)
+    for index in (1, 3, 5):
+        h = F.gelu(
+            F.linear(h, sd[f'{net}{index}.weight'], sd[f'{net}{index}.bias']))
+    h = F.linear(h, sd[net + '7.weight'], sd[net + '7.bias'])
+    h = F.log_softmax(h, dim=-1)
+    return F.softmax(h, dim=-1)[..., 0]
+
+
+def ref_attention(x, sd, block, m, height, width, heads, sr):
+    """Spatial-reduction attention of modality m (keys / values from m)."""
+    b, n, c = x.shape
+    d = c // heads
+    q = ref_linear(x, sd, block + 'attn.q').reshape(b, n, heads,
+                                                    d).permute(0, 2, 1, 3)
+    if sr > 1:
+        reduced = x.permute(0, 2, 1).reshape(b, c, height, width)
+        reduced = F.conv2d(
+            reduced,
+            sd[block + 'attn.sr.module.weight'],
+            sd[block + 'attn.sr.module.bias'],
+            stride=sr)
+        reduced = reduced.reshape(b, c, -1).permute(0, 2, 1)
+        reduced = ref_layer_norm(reduced, sd, block + 'attn.norm', m)
+    else:
+        reduced = x
+    kv = ref_linear(reduced, sd, block + 'attn.kv')
+    kv = kv.reshape(b, -1, 2, heads, d).permute(2, 0, 3, 1, 4)
+    k, v = kv[0], kv[1]
+    weights = (q @ k.transpose(-2, -1)) * d**-0.5
+    weights = weights.softmax(dim=-1)
+    out = (weights @ v).transpose(1, 2).reshape(b, n, c)
+    return ref_linear(out, sd, block + 'attn.proj')
+
+
+def ref_mix_ffn(x, sd, block, height, width):
+    """fc1 -> 3x3 depthwise conv -> GELU -> fc2."""
+    h = ref_linear(x, sd, block + 'mlp.fc1')
+    b, n, c = h.shape
+    h = h.transpose(1, 2).reshape(b, c, height, width)
+    h = F.conv2d(
+        h,
+        sd[block + 'mlp.dwconv.dwconv.weight'],
+        sd[block + 'mlp.dwconv.dwconv.bias'],
+        padding=1,
+        groups=c)
+    h = F.gelu(h.flatten(2).transpose(1, 2))
+    return ref_linear(h, sd, block + 'mlp.fc2')
+
+
+def ref_head(sd, pyramid):
+    """NVlabs SegFormerHead (eval): linear_c per level, upsample to c1,
+    concat [c4, c3, c2, c1], 1x1 conv, BN, ReLU, linear_pred."""
+    size = pyramid[0].shape[2:]
+    embedded = []
+    for i, feat in enumerate(pyramid):
+        b, _, h, w = feat.shape
+        y = F.linear(
+            feat.flatten(2).transpose(1, 2),
+            sd[f'decoder.linear_c{i + 1}.proj.weight'],
+            sd[f'decoder.linear_c{i + 1}.proj.bias'])
+        y = y.permute(0, 2, 1).reshape(b, -1, h, w)
+        if i > 0:
+            y = F.interpolate(
+                y, size=size, mode='bilinear', align_corners=False)
+        embedded.append(y)
+    y = torch.cat([embedded[3], embedded[2], embedded[1], embedded[0]], dim=1)
+    y = F.conv2d(y, sd['decoder.linear_fuse.conv.weight'])
+    y = F.batch_norm(
+        y,
+        sd['decoder.linear_fuse.bn.running_mean'],
+        sd['decoder.linear_fuse.bn.running_var'],
+        sd['decoder.linear_fuse.bn.weight'],
+        sd['decoder.linear_fuse.bn.bias'],
+        training=False,
+        eps=1e-5)
+    y = F.relu(y)
+    return F.conv2d(y, sd['decoder.linear_pred.weight'],
+                    sd['decoder.linear_pred.bias'])
+
+
+def reference_forward(sd, inputs):
+    """The reference WeTr in eval mode on (B, 6, H, W) RGB-D input.
+
+    Returns:
+        tuple: per-modality logits [y_rgb, y_depth], the ensemble and the
+        masks, one [mask_rgb, mask_depth] pair per block.
+    """
+    xs = [inputs[:, 3 * m:3 * (m + 1)] for m in range(M)]
+    pyramids = [[] for _ in range(M)]
+    masks = []
+    for s in range(4):
+        embed = f'encoder.patch_embed{s + 1}.'
+        kernel, stride = (7, 4) if s == 0 else (3, 2)
+        tokens = []
+        for m in range(M):
+            y = F.conv2d(
+                xs[m],
+                sd[embed + 'proj.module.weight'],
+                sd[embed + 'proj.module.bias'],
+                stride=stride,
+                padding=kernel // 2)
+            height, width = y.shape[2:]
+            tokens.append(
+                ref_layer_norm(
+                    y.flatten(2).transpose(1, 2), sd, embed + 'norm', m))
+        for j in range(DEPTHS[s]):
+            block = f'encoder.block{s + 1}.{j}.'
+            mask = [ref_score(tokens[m], sd, s, m) for m in range(M)]
+            masks.append(mask)
+            attn = []
+            for m in range(M):
+                a = ref_attention(
+                    ref_layer_norm(tokens[m], sd, block + 'norm1', m), sd,
+                    block, m, height, width, HEADS[s], SR_RATIOS[s])
+                attn.append(a * mask[m].unsqueeze(-1))
+            exchanged = []
+            for m in range(M):
+                out = attn[m].clone()
+                low = mask[m] < THETA
+                out[low] = attn[1 - m][low]
+                exchanged.append(out)
+            tokens = [tokens[m] + exchanged[m] for m in range(M)]
+            tokens = [
+                tokens[m] + ref_mix_ffn(
+                    ref_layer_norm(tokens[m], sd, block + 'norm2', m), sd,
+                    block, height, width) for m in range(M)
+            ]
+        for m in range(M):
+            y = ref_layer_norm(tokens[m], sd, f'encoder.norm{s + 1}', m)
+            xs[m] = y.transpose(1, 2).reshape(y.shape[0], -1, height, width)
+            pyramids[m].append(xs[m])
+    logits = [ref_head(sd, pyramid) for pyramid in pyramids]
+    weights = F.softmax(sd['alpha'], dim=0)
+    ensemble = sum(weights[m] * logits[m] for m in range(M))
+    return logits, ensemble, masks
+
+
+# --------------------------------------------------------------------------
+# Official checkpoint -> our segmentor
+# --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope='module')
+def converted(tmp_path_factory):
+    """A reference checkpoint file, its conversion by the CLI and a config
+    of the matching segmentor (the demo config, resized)."""
+    tmp = tmp_path_factory.mktemp('tokenfusion_ckpt')
+    state = make_reference_state()
+    src = str(tmp / 'model-best.pth.tar')
+    torch.save(reference_file_content(state), src)
+    dst = str(tmp / 'converted' / 'tokenfusion_tiny.pth')
+    meta = tokenfusion2mmseg.main([src, dst])
+    config = tmp / 'tokenfusion_tiny.py'
+    config.write_text(
+        f'_base_ = {DEMO_CONFIG!r}\n'
+        'model = dict(\n'
+        f'    backbone=dict(num_layers={DEPTHS}, init_cfg=None),\n'
+        f'    decode_head=dict(channels={E}))\n')
+    return dict(
+        tmp=tmp, state=state, src=src, dst=dst, meta=meta, config=str(config))
+
+
+def build_segmentor(config):
+    cfg = Config.fromfile(config)
+    model = MODELS.build(cfg.model)
+    return model
+
+
+def test_converted_file_and_summary(converted):
+    saved = torch.load(converted['dst'], weights_only=True)
+    assert set(saved) == {'state_dict', 'meta'}
+    meta = saved['meta']
+    assert meta['epoch_start'] == 3 and meta['best_val'] == 0.5
+    assert meta['num_modalities'] == M
+    assert meta['depths'] == DEPTHS
+    assert meta['embed_dims'] == DIMS
+    assert meta['sr_ratios'] == SR_RATIOS
+    assert meta['num_classes'] == K and meta['head_channels'] == E
+    assert meta['fused_stages'] == [0, 1, 2, 3]
+    assert meta['alpha'] == pytest.approx([0.7, -0.4])
+    assert meta == converted['meta']
+    state = saved['state_dict']
+    # stacked per-modality tensors: row m is ln_m / score_nets.m
+    ref = converted['state']
+    assert torch.equal(state['backbone.block1.1.norm2.weight'][1],
+                       ref['encoder.block1.1.norm2.ln_1.weight'])
+    assert torch.equal(state['backbone.score_predictor.2.fc3.bias'][0],
+                       ref['encoder.score_predictor.2.score_nets.0.5.bias'])
+    assert torch.equal(state['backbone.block3.0.mlp.dwconv.weight'],
+                       ref['encoder.block3.0.mlp.dwconv.dwconv.weight'])
+    # a bare state dict without the DataParallel prefix converts the same
+    bare = convert_tokenfusion_reference(ref)
+    assert list(bare) == list(state)
+    assert all(torch.equal(bare[k], state[k]) for k in state)
+
+
+def test_matches_reference_forward(converted):
+    model = build_segmentor(converted['config'])
+    saved = torch.load(converted['dst'], weights_only=True)
+    model.load_state_dict(saved['state_dict'], strict=True)
+    model.eval()
+    inputs = torch.randn(
+        2, 2 * 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        logits, scores = model.modality_logits(inputs)
+        ensemble = model.ensemble(logits)
+        ref_logits, ref_ensemble, ref_masks = reference_forward(
+            converted['state'], inputs)
+
+    # tokens really are exchanged, for each modality, but not all of them
+    for m in range(M):
+        below = torch.cat([(pair[m] < THETA).flatten()
+                           for pair in ref_masks]).float().mean()
+        assert 0.05 < below < 0.95, (m, below)
+    assert len(scores) == len(ref_masks) == sum(DEPTHS)
+    for score, pair in zip(scores, ref_masks):
+        torch.testing.assert_close(score, torch.stack(pair), rtol=0, atol=1e-5)
+
+    assert logits.shape == (M, 2, K, 16, 16)
+    for m in range(M):
+        torch.testing.assert_close(logits[m], ref_logits[m], rtol=0, atol=1e-4)
+    torch.testing.assert_close(ensemble, ref_ensemble, rtol=0, atol=1e-4)
+    # the ensemble weights are not uniform: it differs from the mean
+    assert (ensemble - logits.mean(0)).abs().max() > 1e-2
+
+
+def test_test_tool_with_converted_checkpoint(converted):
+    tmp = converted['tmp']
+    metrics_file = osp.join(tmp, 'metrics.json')
+    log = tool(
+        [
+            sys.executable,
+            osp.join(REPO_ROOT, 'tools/test.py'), converted['config'],
+            converted['dst'], '--work-dir',
+            osp.join(tmp, 'test_work'), '--metrics-json', metrics_file,
+            '--cfg-options'
+        ] + tiny_options(osp.join(tmp, 'synthetic'), 1),
+        cwd=REPO_ROOT)
+    assert f'Load checkpoint from {converted["dst"]}' in log
+    # mmengine loads non-strictly and only warns on mismatches
+    assert 'do not match exactly' not in log, log[-4000:]
+    with open(metrics_file) as f:
+        metrics = json.load(f)
+    assert {'aAcc', 'mIoU', 'mAcc'} <= set(metrics)
+    assert 0 <= metrics['mIoU'] <= 100
+
+
+def test_unknown_key_is_an_error(converted):
+    content = reference_file_content(converted['state'])
+    content['segmenter']['module.encoder.head.weight'] = torch.zeros(3, 128)
+    content['segmenter']['module.decoder.linear_fuse.conv.bias'] = \
+        torch.zeros(E)
+    with pytest.raises(KeyError) as error:
+        convert_tokenfusion_reference(content)
+    assert 'encoder.head.weight' in str(error.value)
+    assert 'decoder.linear_fuse.conv.bias' in str(error.value)
+    # GELU / LogSoftmax positions of score_nets hold no parameters
+    content = reference_file_content(converted['state'])
+    content['segmenter'][
+        'module.encoder.score_predictor.0.score_nets.0.2.weight'] = \
+        torch.zeros(16)
+    with pytest.raises(KeyError, match='score_nets.0.2.weight'):
+        convert_tokenfusion_reference(content)
+
+
+def test_missing_modality_is_an_error(converted):
+    content = reference_file_content(converted['state'])
+    del content['segmenter']['module.encoder.block2.0.norm1.ln_1.weight']
+    with pytest.raises(ValueError, match=r'block2\.0\.norm1\.weight'):
+        convert_tokenfusion_reference(content)
+    # a third modality in one place only
+    content = reference_file_content(converted['state'])
+    content['segmenter']['module.encoder.norm4.ln_2.weight'] = \
+        torch.ones(128)
+    with pytest.raises(ValueError, match=r'norm4\.weight'):
+        convert_tokenfusion_reference(content)
+
+
+def test_cli_error_names_the_file(converted):
+    content = reference_file_content(converted['state'])
+    content['segmenter']['module.encoder.extra.bias'] = torch.zeros(1)
+    bad = str(converted['tmp'] / 'bad.pth.tar')
+    torch.save(content, bad)
+    out = str(converted['tmp'] / 'bad_out.pth')
+    with pytest.raises(SystemExit, match=re.escape(bad)) as error:
+        tokenfusion2mmseg.main([bad, out])
+    assert 'encoder.extra.bias' in str(error.value)
+    assert not osp.exists(out)
+
+
+# --------------------------------------------------------------------------
+# ImageNet MiT -> TokenFusionMiT
+# --------------------------------------------------------------------------
+
+
+def make_nvlabs_mit(seed=2):
+    """An ImageNet MiT in NVlabs SegFormer names (``mit_b*.pth``)."""
+    rnd = _Random(seed)
+    sd = OrderedDict()
+
+    def layer(name, *shape):
+        sd[f'{name}.weight'] = rnd.normal(*shape, std=0.2)
+        sd[f'{name}.bias'] = rnd.normal(shape[0], std=0.1)
+
+    def norm(name, channels):
+        sd[f'{name}.weight'], sd[f'{name}.bias'] = rnd.norm(channels)
+
+    for s in range(1, 5):
+        c_in = 3 if s == 1 else DIMS[s - 2]
+        k = 7 if s == 1 else 3
+        layer(f'patch_embed{s}.proj', DIMS[s - 1], c_in, k, k)
+        norm(f'patch_embed{s}.norm', DIMS[s - 1])
+    for s in range(1, 5):
+        c, sr = DIMS[s - 1], SR_RATIOS[s - 1]
+        for j in range(DEPTHS[s - 1]):
+            block = f'block{s}.{j}.'
+            norm(block + 'norm1', c)
+            layer(block + 'attn.q', c, c)
+            layer(block + 'attn.kv', 2 * c, c)
+            layer(block + 'attn.proj', c, c)
+            if sr > 1:
+                layer(block + 'attn.sr', c, c, sr, sr)
+                norm(block + 'attn.norm', c)
+            norm(block + 'norm2', c)
+            layer(block + 'mlp.fc1', 4 * c, c)
+            layer(block + 'mlp.dwconv.dwconv', 4 * c, 1, 3, 3)
+            layer(block + 'mlp.fc2', c, 4 * c)
+        norm(f'norm{s}', c)
+    layer('head', 10, DIMS[-1])
+    return sd
+
+
+def nvlabs_to_mmseg(sd):
+    """mmseg's ``mit2mmseg`` rules, by hand."""
+    out = OrderedDict()
+    for key, value in sd.items():
+        if key.startswith('head.'):
+            continue
+        match = re.fullmatch(r'patch_embed(\d)\.(proj|norm)\.(\w+)', key)
+        if match:
+            part = 'projection' if match[2] == 'proj' else 'norm'
+            out[f'layers.{int(match[1]) - 1}.0.{part}.{match[3]}'] = value
+            continue
+        match = re.fullmatch(r'norm(\d)\.(\w+)', key)
+        if match:
+            out[f'layers.{int(match[1]) - 1}.2.{match[2]}'] = value
+            continue
+        match = re.fullmatch(r'block(\d)\.(\d+)\.(.+)\.(weight|bias)', key)
+        stage, block, name, kind = int(match[1]), match[2], match[3], match[4]
+        prefix = f'layers.{stage - 1}.1.{block}.'
+        if name == 'attn.q':
+            kv = sd[f'block{stage}.{block}.attn.kv.{kind}']
+            out[f'{prefix}attn.attn.in_proj_{kind}'] = torch.cat([value, kv])
+        elif name == 'attn.kv':
+            continue  # concatenated with q
+        elif name == 'attn.proj':
+            out[f'{prefix}attn.attn.out_proj.{kind}'] = value
+        elif name.startswith('mlp.'):
+            index = {'mlp.fc1': 0, 'mlp.dwconv.dwconv': 1, 'mlp.fc2': 4}[name]
+            if index != 1 and kind == 'weight':
+                value = value[:, :, None, None]  # Linear -> 1x1 conv
+            out[f'{prefix}ffn.layers.{index}.{kind}'] = value
+        else:  # norm1, norm2, attn.sr, attn.norm
+            out[f'{prefix}{name}.{kind}'] = value
+    return out
+
+
+@pytest.fixture(scope='module')
+def imagenet_files(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp('mit')
+    nvlabs = make_nvlabs_mit()
+    mmseg = nvlabs_to_mmseg(nvlabs)
+    paths = dict(
+        nvlabs=str(tmp / 'mit_tiny.pth'),
+        mmseg=str(tmp / 'mit_tiny_mmseg.pth'))
+    torch.save(nvlabs, paths['nvlabs'])
+    torch.save(mmseg, paths['mmseg'])
+    return dict(tmp=tmp, paths=paths, nvlabs=nvlabs, mmseg=mmseg)
+
+
+def init_tokenfusion_mit(path, num_modalities=M):
+    model = TokenFusionMiT(
+        num_modalities=num_modalities,
+        init_cfg=dict(type='Pretrained', checkpoint=path),
+        **TINY_MIT)
+    model.init_weights()
+    return model.state_dict()
+
+
+def without_predictors(state):
+    return {k: v for k, v in state.items() if not k.startswith('score_pre')}
+
+
+def test_imagenet_init_both_layouts_and_cli(imagenet_files):
+    nvlabs = imagenet_files['nvlabs']
+    from_nvlabs = without_predictors(
+        init_tokenfusion_mit(imagenet_files['paths']['nvlabs']))
+    from_mmseg = without_predictors(
+        init_tokenfusion_mit(imagenet_files['paths']['mmseg']))
+    expected_keys = {
+        k.replace('mlp.dwconv.dwconv.', 'mlp.dwconv.')
+        for k in nvlabs if not k.startswith('head.')
+    }
+    assert set(from_nvlabs) == set(from_mmseg) == expected_keys
+    per_modality = 0
+    for key, value in nvlabs.items():
+        if key.startswith('head.'):
+            continue
+        loaded = from_nvlabs[key.replace('mlp.dwconv.dwconv.', 'mlp.dwconv.')]
+        if loaded.shape == value.shape:  # shared layer
+            assert torch.equal(loaded, value), key
+        else:  # every modality's norm starts as the single norm
+            assert loaded.shape == (M, ) + value.shape, key
+            for m in range(M):
+                assert torch.equal(loaded[m], value), key
+            per_modality += 1
+    # weight + bias of: 4 patch_embed norms, 4 stage norms, norm1 and norm2
+    # of 5 blocks, attn.norm of the 4 blocks with sr > 1
+    assert per_modality == 2 * (4 + 4 + 2 * 5 + 4)
+    for key in from_nvlabs:
+        assert torch.equal(from_nvlabs[key], from_mmseg[key]), key
+
+    for layout in ('nvlabs', 'mmseg'):
+        dst = str(imagenet_files['tmp'] / f'tokenfusion_{layout}.pth')
+        mit2tokenfusion.main(
+            [imagenet_files['paths'][layout], dst, '--num-modalities',
+             str(M)])
+        saved = torch.load(dst, weights_only=True)
+        assert set(saved['state_dict']) == expected_keys
+        from_cli = without_predictors(init_tokenfusion_mit(dst))
+        for key in from_nvlabs:
+            assert torch.equal(from_cli[key], from_nvlabs[key]), key
+
+
+def test_mit2tokenfusion_rejects_other_arch(imagenet_files):
+    dst = str(imagenet_files['tmp'] / 'b0.pth')
+    with pytest.raises(
+            SystemExit, match=re.escape(imagenet_files['paths']['nvlabs'])):
+        mit2tokenfusion.main([
+            imagenet_files['paths']['nvlabs'], dst, '--num-modalities', '2',
+            '--arch', 'b0'
+        ])
+    assert not osp.exists(dst)
+
+
+def test_single_modality_equals_mmseg_mit(imagenet_files):
+    ours = TokenFusionMiT(
+        num_modalities=1,
+        init_cfg=dict(
+            type='Pretrained', checkpoint=imagenet_files['paths']['nvlabs']),
+        **TINY_MIT)
+    ours.init_weights()
+    theirs = MixVisionTransformer(
+        in_channels=3,
+        embed_dims=16,
+        num_layers=DEPTHS,
+        num_heads=HEADS,
+        sr_ratios=SR_RATIOS,
+        drop_path_rate=0.,
+        init_cfg=dict(
+            type='Pretrained', checkpoint=imagenet_files['paths']['mmseg']))
+    theirs.init_weights()
+    # mmseg loads non-strictly: make sure every tensor came from the file
+    state = theirs.state_dict()
+    assert set(state) == set(imagenet_files['mmseg'])
+    for key, value in imagenet_files['mmseg'].items():
+        assert torch.equal(state[key], value), key
+    ours.eval()
+    theirs.eval()
+    inputs = torch.randn(
+        2, 3, 64, 64, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        features, scores = ours(inputs)
+        expected = theirs(inputs)
+    assert scores == []
+    assert len(features) == len(expected) == 4
+    for feat, ref in zip(features, expected):
+        torch.testing.assert_close(feat, ref, rtol=0, atol=1e-5)

@@ -16,13 +16,17 @@ from projects.tokenfusion.engine import (RestartOptimizerHook, StagedPolyLR,
                                          staged_poly_factor)
 from projects.tokenfusion.models import (ModalityConv2d, ModalityLayerNorm,
                                          ModalityLinear, TokenFusionMiT,
-                                         allocation_for_grid, exchange_tokens,
-                                         fuse_attention_output,
-                                         fusion_statistics,
-                                         make_group_allocation,
-                                         mit_to_tokenfusion,
-                                         scores_from_logits, source_tokens,
-                                         sparsity_loss)
+                                         mit_to_tokenfusion)
+# yapf: disable
+from projects.tokenfusion.models.token_fusion import (allocation_for_grid,
+                                                      exchange_tokens,
+                                                      fuse_attention_output,
+                                                      fusion_statistics,
+                                                      make_group_allocation,
+                                                      scores_from_logits,
+                                                      source_tokens,
+                                                      sparsity_loss)
+# yapf: enable
 from projects.tokenfusion.models.tokenfusion_mit import FusedBlock
 from .conftest import REPO_ROOT
 

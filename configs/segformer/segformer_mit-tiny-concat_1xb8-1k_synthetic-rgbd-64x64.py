@@ -4,7 +4,7 @@ _base_ = [
     '../_base_/models/segformer_mit-b0_multimodal.py',
     '../_base_/datasets/synthetic_rgbd_64x64.py',
     '../_base_/default_runtime.py',
-    '../_base_/schedules/segformer_adamw_40k.py'
+    '../_base_/schedules/synthetic_adamw_1k.py'
 ]
 modalities = ('rgb', 'depth')
 norm_cfg = dict(type='BN', requires_grad=True)
@@ -24,22 +24,4 @@ model = dict(
 train_dataloader = dict(dataset=dict(modalities=modalities))
 val_dataloader = dict(dataset=dict(modalities=modalities))
 test_dataloader = val_dataloader
-
-max_iters = 1000
-optim_wrapper = dict(optimizer=dict(lr=1e-3))
-param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-3, by_epoch=False, begin=0, end=50),
-    dict(
-        type='PolyLR',
-        eta_min=0.0,
-        power=1.0,
-        begin=50,
-        end=max_iters,
-        by_epoch=False)
-]
-train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
-default_hooks = dict(
-    logger=dict(interval=100),
-    checkpoint=dict(interval=max_iters, save_best=None))
 env_cfg = dict(cudnn_benchmark=False)
-randomness = dict(seed=0)

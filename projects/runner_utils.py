@@ -2,6 +2,7 @@
 import os.path as osp
 from typing import Optional
 
+import torch.distributed as torch_dist
 from mmengine.config import Config
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
@@ -30,3 +31,16 @@ def build_runner(cfg: Config) -> Runner:
     if 'runner_type' in cfg:
         return RUNNERS.build(cfg)
     return Runner.from_cfg(cfg)
+
+
+def shut_down_distributed() -> None:
+    """Wait for every rank, then destroy the process group.
+
+    Leaving it to interpreter exit lets gloo's worker threads be destroyed
+    while still joinable, which aborts a rank with "terminate called without
+    an active exception" and fails the whole torchrun job after a finished
+    run.
+    """
+    if torch_dist.is_available() and torch_dist.is_initialized():
+        torch_dist.barrier()
+        torch_dist.destroy_process_group()

@@ -19,7 +19,7 @@ if REPO_ROOT not in sys.path:
 from mmengine.config import Config, DictAction  # noqa: E402
 
 # importing projects makes checkpoints load under torch >= 2.6
-from projects.runner_utils import build_runner, load_config  # noqa: E402
+from projects import runner_utils  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -73,8 +73,8 @@ def enable_visualization(cfg: Config, args) -> None:
 
 
 def build_cfg(args) -> Config:
-    cfg = load_config(args.config, args.launcher, args.work_dir,
-                      args.cfg_options)
+    cfg = runner_utils.load_config(args.config, args.launcher, args.work_dir,
+                                   args.cfg_options)
     cfg.load_from = args.checkpoint
     if args.show or args.show_dir:
         enable_visualization(cfg, args)
@@ -94,11 +94,12 @@ def build_cfg(args) -> Config:
 def main(argv=None):
     args = parse_args(argv)
     cfg = build_cfg(args)
-    runner = build_runner(cfg)
+    runner = runner_utils.build_runner(cfg)
     metrics = runner.test()
     if args.metrics_json and runner.rank == 0:
         with open(args.metrics_json, 'w') as f:
             json.dump({k: float(v) for k, v in metrics.items()}, f, indent=1)
+    runner_utils.shut_down_distributed()
     return metrics
 
 

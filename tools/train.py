@@ -17,7 +17,7 @@ if REPO_ROOT not in sys.path:
 from mmengine.config import Config, DictAction  # noqa: E402
 
 # importing projects makes checkpoints load under torch >= 2.6
-from projects.runner_utils import build_runner, load_config  # noqa: E402
+from projects import runner_utils  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -50,8 +50,8 @@ def parse_args(argv=None):
 
 
 def build_cfg(args) -> Config:
-    cfg = load_config(args.config, args.launcher, args.work_dir,
-                      args.cfg_options)
+    cfg = runner_utils.load_config(args.config, args.launcher, args.work_dir,
+                                   args.cfg_options)
     if args.amp:
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
@@ -66,8 +66,9 @@ def build_cfg(args) -> Config:
 
 def main(argv=None):
     cfg = build_cfg(parse_args(argv))
-    runner = build_runner(cfg)
+    runner = runner_utils.build_runner(cfg)
     runner.train()
+    runner_utils.shut_down_distributed()
 
 
 if __name__ == '__main__':

@@ -2,7 +2,7 @@
 # (tools/setup_env.sh; a second run installs nothing).
 PY := .venv/bin/python
 
-.PHONY: env demo test lint clean-demo
+.PHONY: env demo demo-3d test lint clean-demo
 
 env:
 	@bash tools/setup_env.sh
@@ -10,13 +10,16 @@ env:
 demo: env
 	$(PY) tools/run_demo.py
 
+demo-3d: env
+	$(PY) tools/run_demo_3d.py
+
 test: env
 	$(PY) -m pytest -n 2 --dist loadfile -q
 
 lint: env
-	$(PY) -m flake8 projects tools tests configs
-	$(PY) -m isort --check-only --diff projects tools tests
-	$(PY) -m yapf --diff --recursive projects tools tests
+	$(PY) -m flake8 projects tools tests configs demo
+	$(PY) -m isort --check-only --diff projects tools tests demo
+	$(PY) -m yapf --diff --recursive projects tools tests demo
 
 clean-demo:
-	rm -rf work_dirs/demo
+	rm -rf work_dirs/demo work_dirs/demo_3d

@@ -10,12 +10,22 @@ from mmseg.registry import MODELS
 
 from .conftest import REPO_ROOT
 
-CONFIGS = sorted(glob.glob(osp.join(REPO_ROOT, 'configs', '*', '*.py')))
-CONFIGS = [c for c in CONFIGS if '/_base_/' not in c]
+def configs_in(*folders):
+    return sorted(
+        path for folder in folders
+        for path in glob.glob(osp.join(REPO_ROOT, 'configs', folder, '*.py')))
+
+
+CONFIGS = configs_in('segformer', 'tokenfusion')
+DET3D_CONFIGS = configs_in('groupfree3d', 'tokenfusion3d')
 
 
 def test_configs_found():
     assert len(CONFIGS) >= 9
+    assert len(DET3D_CONFIGS) >= 6
+    every = glob.glob(osp.join(REPO_ROOT, 'configs', '*', '*.py'))
+    assert {p for p in every if '/_base_/' not in p} == set(CONFIGS +
+                                                            DET3D_CONFIGS)
 
 
 @pytest.mark.parametrize('path', CONFIGS, ids=osp.basename)
@@ -38,3 +48,27 @@ def test_config_builds(path):
         assert set(
             preprocessor.out_channels) == {cfg.model.backbone.in_channels}
         assert len(preprocessor.modalities) == streams
+
+
+@pytest.mark.parametrize('path', DET3D_CONFIGS, ids=osp.basename)
+def test_det3d_config_builds(path):
+    from mmdet3d.registry import MODELS as MODELS3D
+    from mmengine.registry import DefaultScope
+    cfg = Config.fromfile(path)
+    assert cfg.default_scope == 'mmdet3d'
+    fusion = cfg.model.type == 'TokenFusionGroupFree3D'
+    with DefaultScope.overwrite_default_scope('mmdet3d'):
+        for loader in ('train_dataloader', 'val_dataloader',
+                       'test_dataloader'):
+            dataset = cfg[loader]['dataset']
+            dataset = dataset.get('dataset', dataset)  # RepeatDataset
+            Compose(dataset['pipeline'])
+            packed = dataset['pipeline'][-1]
+            # the fusion model needs the image, the baseline must not load it
+            assert ('img' in packed['keys']) == fusion, loader
+        if fusion:
+            cfg.model.img_backbone.init_cfg = None
+        model = MODELS3D.build(cfg.model)
+    if fusion:
+        divisor = cfg.model.data_preprocessor.pad_size_divisor
+        assert divisor % model.img_backbone.patch_size == 0

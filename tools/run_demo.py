@@ -48,7 +48,9 @@ def run(cmd, log_file):
         sys.exit(f'[demo] failed ({status}): {" ".join(cmd)}; see {log_file}')
 
 
-def train_and_test(name, config, out_root):
+def train_and_test(name, config, out_root, show=True):
+    """Train CONFIG, test its last checkpoint; returns the test metrics
+    (``show``: draw the test predictions under ``<work dir>/vis``)."""
     work_dir = model_dir(out_root, name)
     os.makedirs(work_dir, exist_ok=True)
     start = time.time()
@@ -61,11 +63,11 @@ def train_and_test(name, config, out_root):
         f'[demo] {name}: testing {osp.relpath(checkpoint, REPO_ROOT)}',
         flush=True)
     metrics_file = osp.join(work_dir, 'test_metrics.json')
+    show_args = ['--show-dir', osp.join(work_dir, 'vis')] if show else []
     run([
         sys.executable, 'tools/test.py', config, checkpoint, '--work-dir',
-        work_dir, '--show-dir',
-        osp.join(work_dir, 'vis'), '--metrics-json', metrics_file
-    ], osp.join(work_dir, 'test.log'))
+        work_dir, '--metrics-json', metrics_file
+    ] + show_args, osp.join(work_dir, 'test.log'))
     with open(metrics_file) as f:
         metrics = json.load(f)
     print(f'[demo] {name}: done in {time.time() - start:.0f} s', flush=True)

@@ -1,0 +1,13 @@
+"""CPU-capable mmcv point operators for mmdet3d.
+
+Importing this package installs dispatchers that keep mmcv's CUDA kernels for
+CUDA tensors and use the pure-torch operators of :mod:`.torch_ops` for
+everything else (see :mod:`.dispatch` for what is patched). Importing it
+again, or calling :func:`install` again, is harmless.
+"""
+from . import torch_ops
+from .dispatch import DISPATCHERS, ORIGINALS, install
+
+install()
+
+__all__ = ['torch_ops', 'install', 'ORIGINALS', 'DISPATCHERS']

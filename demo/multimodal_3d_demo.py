@@ -2,7 +2,7 @@
 on the image.
 
     python demo/multimodal_3d_demo.py POINTS.bin IMAGE.jpg CALIB CONFIG \
-        CHECKPOINT --out-file boxes.png [--score-thr 0.3]
+        CHECKPOINT --out-file boxes.png [--score-thr 0.3] [--agnostic-nms 0.25]
 
 ``CALIB`` is an mmdet3d SUN RGB-D info file (``images.CAM0.depth2img`` of
 the entry whose image has IMAGE's file name, or of its only entry) or a text
@@ -25,6 +25,7 @@ if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
 from mmdet3d.apis import init_model
+from mmdet3d.models.layers import aligned_3d_nms
 from mmdet3d.structures import Box3DMode, DepthInstance3DBoxes, Det3DDataSample
 from mmengine.dataset import Compose, pseudo_collate
 
@@ -76,11 +77,24 @@ def detect(model, points_file: str, image_file: str, depth2img: np.ndarray):
         box_type_3d=DepthInstance3DBoxes,
         box_mode_3d=Box3DMode.DEPTH,
         sample_idx=0)
+    # PointSample draws at random: the same drawing on every run
+    np.random.seed(0)
     batch = pseudo_collate([pipeline(data)])
     with torch.no_grad():
         result = model.test_step(batch)[0]
     assert isinstance(result, Det3DDataSample)
     return result.pred_instances_3d
+
+
+def one_box_per_object(boxes: DepthInstance3DBoxes, scores: torch.Tensor,
+                       iou_thr: float) -> torch.Tensor:
+    """Indices kept by class-agnostic NMS on axis-aligned extents: the
+    detector's per-class NMS leaves one box per class on an object, which
+    clutters a drawing."""
+    corners = boxes.corners
+    extents = torch.cat([corners.min(1)[0], corners.max(1)[0]], dim=1)
+    return aligned_3d_nms(extents, scores, scores.new_zeros(len(scores)),
+                          iou_thr)
 
 
 def draw(image: np.ndarray, boxes: DepthInstance3DBoxes, labels, scores,
@@ -101,6 +115,12 @@ def parse_args(argv=None):
     parser.add_argument('checkpoint')
     parser.add_argument('--out-file', default='boxes_3d.png')
     parser.add_argument('--score-thr', type=float, default=0.3)
+    parser.add_argument(
+        '--agnostic-nms',
+        type=float,
+        default=None,
+        metavar='IOU',
+        help='draw one box per object: class-agnostic NMS at this 3D IoU')
     parser.add_argument('--device', default='cpu')
     return parser.parse_args(argv)
 
@@ -116,14 +136,17 @@ def main(argv=None):
     depth2img = read_depth2img(args.calib, args.image)
     model = init_model(args.config, args.checkpoint, device=args.device)
     pred = detect(model, args.points, args.image, depth2img)
-    keep = pred.scores_3d >= args.score_thr
-    boxes = pred.bboxes_3d[keep.to(pred.bboxes_3d.device)].to('cpu')
+    pred = pred.cpu()
+    pred = pred[pred.scores_3d >= args.score_thr]
+    if args.agnostic_nms is not None and len(pred):
+        pred = pred[one_box_per_object(pred.bboxes_3d, pred.scores_3d,
+                                       args.agnostic_nms)]
     class_names = model.dataset_meta['classes']
-    drawn = draw(image, boxes, pred.labels_3d[keep].cpu().numpy(),
-                 pred.scores_3d[keep].cpu().numpy(), depth2img, class_names)
+    drawn = draw(image, pred.bboxes_3d, pred.labels_3d.numpy(),
+                 pred.scores_3d.numpy(), depth2img, class_names)
     cv2.imwrite(args.out_file, drawn)
-    print(f'{int(keep.sum())} boxes with score >= {args.score_thr} drawn '
-          f'on {args.out_file}')
+    print(f'{len(pred)} boxes with score >= {args.score_thr} drawn on '
+          f'{args.out_file}')
     return pred, drawn
 
 

@@ -10,6 +10,7 @@ from mmseg.registry import MODELS
 
 from .conftest import REPO_ROOT
 
+
 def configs_in(*folders):
     return sorted(
         path for folder in folders
@@ -24,8 +25,9 @@ def test_configs_found():
     assert len(CONFIGS) >= 9
     assert len(DET3D_CONFIGS) >= 6
     every = glob.glob(osp.join(REPO_ROOT, 'configs', '*', '*.py'))
-    assert {p for p in every if '/_base_/' not in p} == set(CONFIGS +
-                                                            DET3D_CONFIGS)
+    assert {p
+            for p in every
+            if '/_base_/' not in p} == set(CONFIGS + DET3D_CONFIGS)
 
 
 @pytest.mark.parametrize('path', CONFIGS, ids=osp.basename)

@@ -510,12 +510,13 @@ def test_fusion_config_trains_and_evaluates_on_posed_views(scene):
             f'{loader}_dataloader.num_workers=0',
             f'{loader}_dataloader.persistent_workers=False'
         ]
-    log = tool([
-        sys.executable,
-        osp.join(REPO_ROOT, 'tools/train.py'), config, '--work-dir',
-        str(root / 'work_dir'), '--cfg-options'
-    ] + options,
-               cwd=root)
+    log = tool(
+        [
+            sys.executable,
+            osp.join(REPO_ROOT, 'tools/train.py'), config, '--work-dir',
+            str(root / 'work_dir'), '--cfg-options'
+        ] + options,
+        cwd=root)
     assert 'Epoch(train) [1][1/1]' in log
     for name in ('img_loss_cls', 'loss_sparsity', 'fusion.visible',
                  's11.center_loss'):

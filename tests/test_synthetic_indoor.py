@@ -697,3 +697,13 @@ def test_empty_and_bad_inputs():
     with pytest.raises(ValueError, match='palette'):
         draw_projected_boxes(
             image, uv[None], valid, [0], ['a', 'b'], palette=[(0, 0, 255)])
+
+
+def test_generation_into_a_root_with_a_trailing_slash(tmp_path):
+    """As configs write data_root ('data/synthetic_indoor/')."""
+    root = str(tmp_path / 'set') + '/'
+    synth.generate_synthetic_indoor(root, **TINY)
+    for name in ('synthetic_infos_train.pkl', 'synthetic_infos_val.pkl',
+                 'synthetic_meta.json', 'points/000000.bin'):
+        assert osp.isfile(osp.join(root, name)), name
+    assert sorted(os.listdir(tmp_path)) == ['set']  # no temporary left over

@@ -297,3 +297,26 @@ def test_scene_without_objects_trains(tiny_fusion_cfg, synthetic_batch):
     total = sum(v for k, v in losses.items() if 'loss' in k)
     assert torch.isfinite(total)
     total.backward()
+
+
+@pytest.mark.parametrize('values, message', [
+    (np.zeros((0, 6), np.float32), 'the point cloud is empty'),
+    (np.array([[0, 1, 2, 0, 0, 0], [np.nan, 1, 2, 0, 0, 0]],
+              np.float32), '1 of 2 points have NaN'),
+])
+def test_pipeline_names_bad_point_files(tmp_path, values, message):
+    from mmcv.transforms import Compose
+    path = tmp_path / '000042.bin'
+    values.tofile(path)
+    with DefaultScope.overwrite_default_scope('mmdet3d'):
+        pipeline = Compose([
+            dict(
+                type='LoadPointsFromFile',
+                coord_type='DEPTH',
+                load_dim=6,
+                use_dim=[0, 1, 2]),
+            dict(type='CheckPointCloud'),
+            dict(type='PointSample', num_points=16)
+        ])
+        with pytest.raises(ValueError, match=f'000042.bin: {message}'):
+            pipeline(dict(lidar_points=dict(lidar_path=str(path))))

@@ -11,6 +11,7 @@ cannot tell them apart. Logs, checkpoints and drawings are in
 import argparse
 import os
 import os.path as osp
+import pickle
 import sys
 import time
 
@@ -23,8 +24,8 @@ if REPO_ROOT not in sys.path:
 
 from tools.run_demo import model_dir, train_and_test
 
-POINTS_ONLY = 'GroupFree3D, points'
-FUSION = 'TokenFusion, points + image'
+POINTS_ONLY = 'GroupFree3D points-only'
+FUSION = 'TokenFusion points+image'
 DEMO_MODELS = [
     (POINTS_ONLY,
      'configs/groupfree3d/groupfree3d_tiny_1xb8-24e_synthetic-3d.py'),
@@ -51,12 +52,46 @@ def format_table(rows):
     return '\n'.join(lines)
 
 
-def draw_predictions(work_root, scene: int, score_thr: float):
-    """Both models' boxes on validation scene ``scene``, side by side."""
+def titled(image, title):
+    bar = np.full((24, image.shape[1], 3), 255, np.uint8)
+    cv2.putText(bar, title, (4, 17), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0),
+                1, cv2.LINE_AA)
+    return np.vstack([bar, image])
+
+
+def draw_ground_truth(multimodal_3d_demo, scene: str):
+    """The annotated boxes of a validation scene."""
+    from mmdet3d.structures import DepthInstance3DBoxes
+
+    from projects.tokenfusion3d.datasets.synthetic_indoor import (
+        SUNRGBD_CLASSES, SYNTHETIC_CLASSES)
+    with open(osp.join(DATA_ROOT, 'synthetic_infos_val.pkl'), 'rb') as f:
+        entries = pickle.load(f)['data_list']
+    entry = next(e for e in entries
+                 if e['lidar_points']['lidar_path'] == f'{scene}.bin')
+    boxes = DepthInstance3DBoxes(
+        np.array([i['bbox_3d'] for i in entry['instances']], np.float32),
+        origin=(0.5, 0.5, 0.5))
+    # the infos use SUN RGB-D's ids, the demo models the 5 scene classes
+    labels = np.array([
+        SYNTHETIC_CLASSES.index(SUNRGBD_CLASSES[i['bbox_label_3d']])
+        for i in entry['instances']
+    ])
+    image = cv2.imread(osp.join(DATA_ROOT, 'images', f'{scene}.jpg'))
+    depth2img = np.array(entry['images']['CAM0']['depth2img'], np.float32)
+    return multimodal_3d_demo.draw(image, boxes, labels, None, depth2img,
+                                   SYNTHETIC_CLASSES)
+
+
+def draw_scene(work_root, scene: int, score_thr: float):
+    """Ground truth and both models' boxes (one per object) on validation
+    scene ``scene``, side by side."""
     sys.path.insert(0, osp.join(REPO_ROOT, 'demo'))
     import multimodal_3d_demo
     name = f'{scene:06d}'
-    panels = []
+    panels = [
+        titled(draw_ground_truth(multimodal_3d_demo, name), 'ground truth')
+    ]
     for row, config in DEMO_MODELS:
         work_dir = model_dir(work_root, row)
         with open(osp.join(work_dir, 'last_checkpoint')) as f:
@@ -67,14 +102,17 @@ def draw_predictions(work_root, scene: int, score_thr: float):
             osp.join(DATA_ROOT, 'synthetic_infos_val.pkl'), config, checkpoint,
             '--out-file',
             osp.join(work_dir, f'boxes_{name}.png'), '--score-thr',
-            str(score_thr)
+            str(score_thr), '--agnostic-nms', '0.25'
         ])
-        title = np.full((24, drawn.shape[1], 3), 255, np.uint8)
-        cv2.putText(title, row, (4, 17), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
-                    (0, 0, 0), 1, cv2.LINE_AA)
-        panels.append(np.vstack([title, drawn]))
-    out = osp.join(work_root, f'boxes_{name}.png')
-    cv2.imwrite(out, np.hstack(panels))
+        panels.append(titled(drawn, row))
+    return np.hstack(panels)
+
+
+def draw_predictions(work_root, scenes, score_thr: float) -> str:
+    """One row per scene: ground truth | points only | points + image."""
+    out = osp.join(work_root, 'boxes_validation.png')
+    cv2.imwrite(
+        out, np.vstack([draw_scene(work_root, s, score_thr) for s in scenes]))
     return out
 
 
@@ -95,7 +133,7 @@ def main(argv=None):
     start = time.time()
     rows = [(name, train_and_test(name, config, args.work_dir, show=False))
             for name, config in DEMO_MODELS]
-    drawing = draw_predictions(args.work_dir, args.scene, args.score_thr)
+    drawing = draw_predictions(args.work_dir, args.scenes, args.score_thr)
     table = format_table(rows)
     print(f'\nSynthetic indoor validation set, 50 scenes '
           f'({time.time() - start:.0f} s):\n')

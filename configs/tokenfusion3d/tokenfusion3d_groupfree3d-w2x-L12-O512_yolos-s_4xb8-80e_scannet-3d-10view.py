@@ -60,6 +60,7 @@ train_pipeline.insert(
         num_views=num_views,
         img_scale=view_scale))
 train_pipeline[-1]['keys'] = _base_.train_pipeline[-1]['keys'] + ['img']
+train_pipeline.insert(1, dict(type='CheckPointCloud'))
 test_pipeline = _base_.test_pipeline
 test_pipeline.insert(
     2,
@@ -69,6 +70,7 @@ test_pipeline.insert(
         img_scale=view_scale,
         test_mode=True))
 test_pipeline[-1]['keys'] = ['points', 'img']
+test_pipeline.insert(1, dict(type='CheckPointCloud'))
 train_dataloader = dict(
     dataset=dict(
         dataset=dict(

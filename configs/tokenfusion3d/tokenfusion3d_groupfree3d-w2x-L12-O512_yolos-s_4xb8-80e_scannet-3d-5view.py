@@ -4,10 +4,16 @@ _base_ = [
     '10view.py'
 ]
 num_views = 5
-train_pipeline = _base_.train_pipeline
-train_pipeline[-2]['num_views'] = num_views
-test_pipeline = _base_.test_pipeline
-test_pipeline[2]['num_views'] = num_views
+train_pipeline = [
+    dict(step, num_views=num_views)
+    if step['type'] == 'LoadMultiViewPosedImages' else step
+    for step in _base_.train_pipeline
+]
+test_pipeline = [
+    dict(step, num_views=num_views)
+    if step['type'] == 'LoadMultiViewPosedImages' else step
+    for step in _base_.test_pipeline
+]
 train_dataloader = dict(dataset=dict(dataset=dict(pipeline=train_pipeline)))
 val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader

@@ -5,5 +5,6 @@ CPU tensors (:mod:`projects.cpu_point_ops`) and mmdet3d's indoor evaluation
 work under numpy 2.4 (:mod:`projects.mmdet3d_compat`)."""
 import projects.cpu_point_ops  # noqa: F401
 import projects.mmdet3d_compat  # noqa: F401
+from .checks import CheckPointCloud  # noqa: F401
 from .datasets import *  # noqa: F401,F403
 from .models import *  # noqa: F401,F403

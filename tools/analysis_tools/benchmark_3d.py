@@ -28,6 +28,7 @@ import platform
 import statistics
 import sys
 
+import mmdet3d
 import numpy as np
 import torch
 
@@ -64,8 +65,12 @@ SUN_SIZE = (530, 730)
 
 
 def build_model(config: str, device: str):
-    path = config if config.startswith('mmdet3d::') else osp.join(
-        REPO_ROOT, config)
+    if config.startswith('mmdet3d::'):  # a config shipped with mmdet3d
+        path = osp.join(
+            osp.dirname(mmdet3d.__file__), '.mim', 'configs',
+            config[len('mmdet3d::'):])
+    else:
+        path = osp.join(REPO_ROOT, config)
     cfg = Config.fromfile(path)
     if 'img_backbone' in cfg.model:
         cfg.model.img_backbone.init_cfg = None  # random weights suffice

@@ -21,6 +21,7 @@ train_pipeline = [
         load_dim=6,
         use_dim=[0, 1, 2],
         backend_args=backend_args),
+    dict(type='CheckPointCloud'),
     dict(type='LoadImageFromFile', backend_args=backend_args),
     dict(
         type='LoadAnnotations3D',
@@ -52,6 +53,7 @@ test_pipeline = [
         load_dim=6,
         use_dim=[0, 1, 2],
         backend_args=backend_args),
+    dict(type='CheckPointCloud'),
     dict(type='LoadImageFromFile', backend_args=backend_args),
     dict(type='Resize', scale=img_scale, keep_ratio=True),
     dict(type='PointSample', num_points=num_points),

@@ -11,12 +11,16 @@ num_points = 2048
 img_scale = (256, 192)
 generator = dict(num_train=200, num_val=50, seed=0, image_size=img_scale)
 
-train_pipeline = _base_.train_pipeline
-train_pipeline[3]['scale'] = img_scale
-train_pipeline[6]['num_points'] = num_points
-test_pipeline = _base_.test_pipeline
-test_pipeline[2]['scale'] = img_scale
-test_pipeline[3]['num_points'] = num_points
+train_pipeline = [
+    dict(step, scale=img_scale) if step['type'] == 'Resize' else
+    dict(step, num_points=num_points) if step['type'] == 'PointSample' else
+    step for step in _base_.train_pipeline
+]
+test_pipeline = [
+    dict(step, scale=img_scale) if step['type'] == 'Resize' else
+    dict(step, num_points=num_points) if step['type'] == 'PointSample' else
+    step for step in _base_.test_pipeline
+]
 
 train_dataloader = dict(
     batch_size=8,

@@ -619,6 +619,8 @@ def generate_synthetic_indoor(root: str,
         str: ``root``.
     """
     _check_params(num_train, num_val, seed, image_size, num_points)
+    # 'data/x/' -> 'data/x': the temporary folder must be a sibling of root
+    root = osp.normpath(root)
     params = dict(
         version=GENERATOR_VERSION,
         num_train=int(num_train),

@@ -1,52 +1,16 @@
 """GroupFree3D head with rotated-box targets that work and a hook for fusing
 the decoder's seed keys."""
 from functools import partial
-from typing import Callable, Dict, List, Optional, Type
+from typing import Callable, Dict, Type
 
-import torch
 from mmdet3d.models.dense_heads import GroupFree3DHead
 from mmdet3d.registry import MODELS
 from mmdet3d.structures import BaseInstance3DBoxes
 from torch import Tensor
 
+from ..checks import check_point_clouds
+
 _MEMBERSHIP_TYPES: Dict[type, Type[BaseInstance3DBoxes]] = {}
-
-
-def sample_name(meta: dict) -> str:
-    """How errors name a sample: its point file if the metainfo has it
-    (SUN RGB-D's does not), else its index and image."""
-    if meta.get('lidar_path'):
-        return meta['lidar_path']
-    name = f'sample {meta.get("sample_idx", "?")}'
-    if isinstance(meta.get('img_path'), str):
-        name += f' ({meta["img_path"]})'
-    return name
-
-
-def check_point_clouds(points: List[Tensor],
-                       metas: List[dict],
-                       min_points: Optional[int] = None) -> None:
-    """Fail early, naming the scan, on point clouds the ops would silently
-    turn into garbage boxes: non-finite coordinates, or fewer points than
-    the first set-abstraction layer samples (an empty cloud included).
-
-    Args:
-        points (list[Tensor]): (N_i, C) per sample.
-        metas (list[dict]): the samples' metainfo (for ``lidar_path``).
-        min_points (int, optional): points the backbone samples first.
-    """
-    for cloud, meta in zip(points, metas):
-        name = sample_name(meta)
-        if min_points is not None and cloud.shape[0] < min_points:
-            raise ValueError(
-                f'{name}: {cloud.shape[0]} points, the backbone samples '
-                f'{min_points} in its first layer; add '
-                f'PointSample(num_points>={min_points}) to the pipeline '
-                '(it draws with replacement from smaller clouds)')
-        if not torch.isfinite(cloud[:, :3]).all():
-            bad = int((~torch.isfinite(cloud[:, :3])).any(-1).sum())
-            raise ValueError(f'{name}: {bad} of {cloud.shape[0]} points have '
-                             'NaN or infinite coordinates')
 
 
 def _points_in_boxes_membership(self,

@@ -10,8 +10,8 @@ from mmengine.logging import MessageHub
 from mmengine.structures import InstanceData
 from torch import Tensor
 
+from ..checks import check_point_clouds, sample_name
 from ..projection import project_boxes_to_2d, seeds_to_patches, split_views
-from .groupfree3d_head import check_point_clouds, sample_name
 from .seed_fusion import SeedKeyFusion, gather_image_tokens
 
 

@@ -17,7 +17,7 @@ def configs_in(*folders):
         for path in glob.glob(osp.join(REPO_ROOT, 'configs', folder, '*.py')))
 
 
-CONFIGS = configs_in('segformer', 'tokenfusion')
+CONFIGS = configs_in('segformer', 'tokenfusion', 'geminifusion')
 DET3D_CONFIGS = configs_in('groupfree3d', 'tokenfusion3d')
 
 

@@ -1,4 +1,5 @@
 from .checkpoint_conversion import mit_to_tokenfusion, mmseg_mit_to_nvlabs
+from .gemini_fusion import GeminiFusion, gemini_attention, relation_scores
 from .modality_layers import ModalityConv2d, ModalityLayerNorm, ModalityLinear
 from .segformer_mlp_head import SegFormerMLPHead
 from .token_fusion import (allocation_for_grid, exchange_tokens,
@@ -9,7 +10,8 @@ from .tokenfusion_mit import MIT_ARCHS, TokenFusionMiT
 from .tokenfusion_segmentor import TokenFusionEncoderDecoder
 
 __all__ = [
-    'MIT_ARCHS', 'ModalityConv2d', 'ModalityLayerNorm', 'ModalityLinear',
+    'GeminiFusion', 'gemini_attention', 'relation_scores', 'MIT_ARCHS',
+    'ModalityConv2d', 'ModalityLayerNorm', 'ModalityLinear',
     'SegFormerMLPHead', 'TokenFusionEncoderDecoder', 'TokenFusionMiT',
     'allocation_for_grid', 'exchange_tokens', 'fuse_attention_output',
     'fusion_statistics', 'make_group_allocation', 'mit_to_tokenfusion',

@@ -18,6 +18,7 @@ from mmengine.runner.checkpoint import CheckpointLoader
 from mmseg.registry import MODELS
 
 from .checkpoint_conversion import mit_to_tokenfusion
+from .gemini_fusion import GeminiFusion
 from .modality_layers import ModalityConv2d, ModalityLayerNorm, ModalityLinear
 from .token_fusion import (allocation_for_grid, exchange_tokens,
                            fuse_attention_output, make_group_allocation,
@@ -32,7 +33,7 @@ MIT_ARCHS = {
     'b4': dict(embed_dims=64, num_layers=(3, 8, 27, 3)),
     'b5': dict(embed_dims=64, num_layers=(3, 6, 40, 3)),
 }
-FUSION_MODES = ('attention', 'token')
+FUSION_MODES = ('attention', 'token', 'geminifusion')
 
 
 def drop_path(x: torch.Tensor, prob: float, training: bool) -> torch.Tensor:
@@ -104,11 +105,22 @@ class EfficientAttention(nn.Module):
 
     Keys and values come from the tokens reduced by a ``sr x sr`` conv and
     a per-modality LayerNorm. (M*B, N, C) -> (M*B, N, C).
+
+    With ``gemini_heads`` set, a :class:`GeminiFusion` module (``gemini``)
+    fuses the modalities' attention outputs before the shared ``proj``.
     """
 
-    def __init__(self, m: int, dims: int, num_heads: int, sr_ratio: int,
-                 qkv_bias: bool, attn_drop: float, proj_drop: float,
-                 shared: bool, share_norms: bool) -> None:
+    def __init__(self,
+                 m: int,
+                 dims: int,
+                 num_heads: int,
+                 sr_ratio: int,
+                 qkv_bias: bool,
+                 attn_drop: float,
+                 proj_drop: float,
+                 shared: bool,
+                 share_norms: bool,
+                 gemini_heads: Optional[int] = None) -> None:
         super().__init__()
         self.num_heads = num_heads
         self.attn_drop = attn_drop
@@ -121,6 +133,8 @@ class EfficientAttention(nn.Module):
             self.sr = ModalityConv2d(
                 m, dims, dims, sr_ratio, stride=sr_ratio, shared=shared)
             self.norm = ModalityLayerNorm(m, dims, shared=share_norms)
+        self.gemini = GeminiFusion(dims, gemini_heads, m) \
+            if gemini_heads else None
 
     def forward(self, x: torch.Tensor, hw: tuple) -> torch.Tensor:
         mb, n, c = x.shape
@@ -137,6 +151,8 @@ class EfficientAttention(nn.Module):
         out = F.scaled_dot_product_attention(
             q, k, v, dropout_p=self.attn_drop if self.training else 0.)
         out = out.transpose(1, 2).reshape(mb, n, c)
+        if self.gemini is not None:
+            out = self.gemini(out)
         return self.proj_drop(self.proj(out))
 
 
@@ -172,19 +188,33 @@ class FusedBlock(nn.Module):
             multiplied by the score, and after the whole block the tokens
             whose score is below θ are replaced by the other modality's
             token.
+        gemini_heads (int, optional): Build a :class:`GeminiFusion` of
+            that many heads in ``attn`` (``fusion='geminifusion'``): it
+            fuses the attention outputs before the shared projection; the
+            block is then called without scores.
     """
 
-    def __init__(self, m: int, dims: int, num_heads: int, sr_ratio: int,
-                 mlp_ratio: int, qkv_bias: bool, drop_rate: float,
-                 attn_drop_rate: float, drop_path_rate: float,
-                 share_attn: bool, share_mlp: bool, share_norms: bool) -> None:
+    def __init__(self,
+                 m: int,
+                 dims: int,
+                 num_heads: int,
+                 sr_ratio: int,
+                 mlp_ratio: int,
+                 qkv_bias: bool,
+                 drop_rate: float,
+                 attn_drop_rate: float,
+                 drop_path_rate: float,
+                 share_attn: bool,
+                 share_mlp: bool,
+                 share_norms: bool,
+                 gemini_heads: Optional[int] = None) -> None:
         super().__init__()
         self.num_modalities = m
         self.drop_path_rate = drop_path_rate
         self.norm1 = ModalityLayerNorm(m, dims, shared=share_norms)
         self.attn = EfficientAttention(m, dims, num_heads, sr_ratio, qkv_bias,
                                        attn_drop_rate, drop_rate, share_attn,
-                                       share_norms)
+                                       share_norms, gemini_heads)
         self.norm2 = ModalityLayerNorm(m, dims, shared=share_norms)
         self.mlp = MixFFN(m, dims, dims * mlp_ratio, drop_rate, share_mlp)
 
@@ -238,11 +268,17 @@ class TokenFusionMiT(BaseModule):
         num_heads, patch_sizes, strides, sr_ratios, mlp_ratio, qkv_bias,
         drop_rate, attn_drop_rate, drop_path_rate, out_indices: as mmseg's
             ``MixVisionTransformer``.
-        fusion (str): ``'attention'`` (reference code, default) or
-            ``'token'`` (paper text); see :class:`FusedBlock`.
+        fusion (str): ``'attention'`` (TokenFusion reference code, default)
+            or ``'token'`` (TokenFusion paper text), see :class:`FusedBlock`;
+            or ``'geminifusion'`` (GeminiFusion, ICML'24): a
+            :class:`GeminiFusion` module in every fused block (pixel-wise
+            attention to a noised self key and a relation-modulated key
+            carrying the other modality, on the attention output before
+            the shared projection), no score predictors, no exchange; the
+            backbone then returns an empty score list. Needs M = 2.
         fusion_threshold (float): θ. Defaults to 0.02.
         fuse_stages (Sequence[int]): Stages with score predictors and
-            exchange. Defaults to all four.
+            exchange (GeminiFusion modules). Defaults to all four.
         fuse_blocks (str | dict): ``'all'`` blocks of a fused stage,
             ``'last'`` block only, or ``{stage: [block indices]}``.
         share_attn, share_mlp (bool): Share attention / Mix-FFN weights
@@ -253,6 +289,8 @@ class TokenFusionMiT(BaseModule):
             pattern for M > 2 (tiled over token grids). Defaults to 32.
         allocation_seed (int): Seed of that allocation (it is a buffer saved
             with the checkpoint). Defaults to 0.
+        fusion_heads (int): Heads of the GeminiFusion attention. Defaults
+            to 8 (the reference, every stage).
         init_cfg (dict, optional): ``dict(type='Pretrained',
             checkpoint=...)`` with an NVlabs ``mit_b*.pth``, an
             mmseg-converted MiT or a checkpoint of this model.
@@ -283,12 +321,20 @@ class TokenFusionMiT(BaseModule):
                  share_norms: bool = False,
                  allocation_pattern: int = 32,
                  allocation_seed: int = 0,
+                 fusion_heads: int = 8,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         if arch not in MIT_ARCHS:
             raise ValueError(f'arch must be one of {sorted(MIT_ARCHS)}')
         if fusion not in FUSION_MODES:
             raise ValueError(f'fusion must be one of {FUSION_MODES}')
+        gemini = fusion == 'geminifusion'
+        if gemini and num_modalities > 2:
+            raise NotImplementedError(
+                "fusion='geminifusion' supports 2 modalities; "
+                f'{num_modalities} need the DeLiVER-style hub (RGB stream + '
+                'one auxiliary stream aggregated from the other modalities), '
+                'not implemented yet.')
         embed_dims = embed_dims or MIT_ARCHS[arch]['embed_dims']
         num_layers = tuple(num_layers or MIT_ARCHS[arch]['num_layers'])
         m = num_modalities
@@ -301,11 +347,17 @@ class TokenFusionMiT(BaseModule):
 
         total = sum(num_layers)
         rates = torch.linspace(0, drop_path_rate, total).tolist()
+        # token-score fusion: blocks with scores / exchange
         self.fused_blocks: List[str] = []
         self._fused: Dict[int, Tuple[int, ...]] = {}
+        # GeminiFusion: blocks with a GeminiFusion module
+        self.gemini_blocks: List[str] = []
         cursor = 0
         for s, depth in enumerate(num_layers):
             dims = self.dims[s]
+            blocks = self._blocks_to_fuse(s, depth, fuse_stages, fuse_blocks)
+            if m < 2:
+                blocks = ()
             self.add_module(
                 f'patch_embed{s + 1}',
                 OverlapPatchEmbed(m,
@@ -315,16 +367,19 @@ class TokenFusionMiT(BaseModule):
             self.add_module(
                 f'block{s + 1}',
                 nn.ModuleList([
-                    FusedBlock(m, dims, num_heads[s], sr_ratios[s], mlp_ratio,
-                               qkv_bias, drop_rate, attn_drop_rate,
-                               rates[cursor + j], share_attn, share_mlp,
-                               share_norms) for j in range(depth)
+                    FusedBlock(
+                        m, dims, num_heads[s], sr_ratios[s], mlp_ratio,
+                        qkv_bias, drop_rate, attn_drop_rate, rates[cursor + j],
+                        share_attn, share_mlp, share_norms,
+                        fusion_heads if gemini and j in blocks else None)
+                    for j in range(depth)
                 ]))
             self.add_module(f'norm{s + 1}',
                             ModalityLayerNorm(m, dims, shared=share_norms))
             cursor += depth
-            blocks = self._blocks_to_fuse(s, depth, fuse_stages, fuse_blocks)
-            if m > 1 and blocks:
+            if gemini:
+                self.gemini_blocks += [f'block{s + 1}.{j}' for j in blocks]
+            elif blocks:
                 self._fused[s] = blocks
                 self.fused_blocks += [f'block{s + 1}.{j}' for j in blocks]
         self.score_predictor = nn.ModuleDict(
@@ -428,6 +483,7 @@ class TokenFusionMiT(BaseModule):
         missing = [
             k for k in missing
             if not k.startswith(('score_predictor', 'exchange_allocation'))
+            and '.attn.gemini.' not in k
         ]
         if missing or unexpected:
             raise KeyError(
@@ -435,5 +491,6 @@ class TokenFusionMiT(BaseModule):
                 f'{missing[:8]}, unexpected {unexpected[:8]}')
         print_log(
             f'{type(self).__name__}: initialised from {path} '
-            f'({len(converted)} tensors; score predictors random)',
+            f'({len(converted)} tensors; score predictors / GeminiFusion '
+            'modules random)',
             logger='current')

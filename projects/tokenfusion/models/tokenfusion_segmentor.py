@@ -28,7 +28,10 @@ class TokenFusionEncoderDecoder(EncoderDecoder):
     forgot to optimise it, the huawei-noah copy does). Training minimises
     CE(y_m) for every modality + CE(ens) + λ · sparsity(scores), the last
     reduced by ``sparsity_reduction`` (``'sum'`` as the reference, where
-    λ = 1e-6 for the B3 recipe, or ``'mean'``).
+    λ = 1e-6 for the B3 recipe, or ``'mean'``). A backbone without token
+    scores (``TokenFusionMiT(fusion='geminifusion')``, GeminiFusion) returns
+    an empty score list: no sparsity term is added and ``fusion_stats``
+    stays empty.
 
     Predictions: ``pred_sem_seg`` / ``seg_logits`` from the ensemble, plus
     ``pred_sem_seg_<modality>`` for every modality. Whole and slide
@@ -102,6 +105,8 @@ class TokenFusionEncoderDecoder(EncoderDecoder):
             self.fusion_stats = fusion_statistics(
                 scores, self.backbone.fused_blocks,
                 self.backbone.fusion_threshold, self.modality_names)
+        else:  # no token scores (e.g. GeminiFusion): nothing to regularise
+            self.fusion_stats = {}
         return losses
 
     def encode_decode(self, inputs: torch.Tensor, batch_img_metas) -> \

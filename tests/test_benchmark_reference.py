@@ -3,11 +3,17 @@
 attention, one nn.LayerNorm per modality, boolean-mask exchange) computes
 exactly what TokenFusionMiT computes with the same weights, and the FLOP
 counter of the benchmark counts both the same."""
+import json
+
 import pytest
 import torch
 
-from projects.tokenfusion.models import TokenFusionMiT, allocation_for_grid
-from tools.analysis_tools.benchmark import build_model, check_flops, count_macs
+from projects.tokenfusion.models import (MIT_ARCHS, TokenFusionMiT,
+                                         allocation_for_grid)
+from tools.analysis_tools.benchmark import (build_model, check_flops,
+                                            count_macs, count_params,
+                                            fit_power_law, main, num_tokens,
+                                            parse_model_name)
 from tools.analysis_tools.reference_formulation import (
     ReferenceTokenFusionMiT, stack_outputs, token_exchange)
 
@@ -125,3 +131,74 @@ def test_flop_counter_counts_attention_and_grouped_conv():
     model = build_model('tokenfusion-m2', 'b0', head_channels=16)
     x = torch.randn(1, 6, 64, 64)
     assert count_macs(model, x) > count_macs(model.backbone, x)
+
+
+def test_geminifusion_model_costs():
+    """'geminifusion' is the dual-stream shared MiT plus, in every block,
+    GeminiFusion's 18 C^2 MACs per pixel (per direction: relation MLP 3C^2,
+    in-projection 5C^2, out-projection C^2) and 11 C^2 + 14 C parameters;
+    it costs more than TokenFusion's score predictors."""
+    assert parse_model_name('geminifusion') == ('geminifusion', 2, 6)
+    model = build_model('geminifusion', 'b0', head_channels=16).eval()
+    backbone = model.backbone
+    assert backbone.fusion == 'geminifusion' and not backbone.fused_blocks
+    depths = MIT_ARCHS['b0']['num_layers']
+    assert len(backbone.gemini_blocks) == sum(depths)
+    plain = TokenFusionMiT(arch='b0', fuse_stages=()).eval()
+    tokenfusion = build_model('tokenfusion-m2', 'b0', backbone=True).eval()
+    x = torch.randn(1, 6, 64, 64)
+    dims = backbone.dims
+    side = [64 // 4 // 2**s for s in range(4)]
+    fusion_macs = sum(d * 18 * c * c * n * n
+                      for d, c, n in zip(depths, dims, side))
+    fusion_params = sum(d * (11 * c * c + 14 * c)
+                        for d, c in zip(depths, dims))
+    macs = count_macs(backbone, x)
+    assert macs - count_macs(plain, x) == fusion_macs
+    assert macs > count_macs(tokenfusion, x)
+    assert count_params(backbone) - count_params(plain) == fusion_params
+    with torch.no_grad():
+        out = model(x)
+    assert out.shape == (1, 40, 64, 64)
+    assert count_macs(model, x) > macs  # + head
+
+
+def test_fit_power_law_exact():
+    xs = [1200, 4800, 19200, 76800]
+    k, c = fit_power_law(xs, [3 * x**1.7 for x in xs])
+    assert k == pytest.approx(1.7, abs=1e-12)
+    assert c == pytest.approx(3, rel=1e-9)
+    k, _ = fit_power_law([2, 8], [5, 5])
+    assert k == pytest.approx(0, abs=1e-12)
+    with pytest.raises(ValueError):
+        fit_power_law([4, 4], [1, 2])
+    with pytest.raises(ValueError):
+        fit_power_law([1], [1])
+    assert num_tokens((240, 320)) == 60 * 80
+    assert num_tokens((30, 30)) == 8 * 8
+
+
+def test_scaling_cli(tmp_path, capsys):
+    out, raw = tmp_path / 'scaling.md', tmp_path / 'scaling.json'
+    main([
+        '--scaling', '--arch', 'b0', '--models', 'rgb', 'geminifusion',
+        '--scaling-sizes', '32x32', '64x64', '64x128', '--warmup', '0',
+        '--iters', '1', '--threads', '1', '--head-channels', '16',
+        '--in-process', '--out',
+        str(out), '--json-out',
+        str(raw)
+    ])
+    results = json.loads(raw.read_text())['scaling']
+    assert list(results) == ['rgb', 'geminifusion']
+    for r in results.values():
+        assert [row['tokens'] for row in r['rows']] == [64, 256, 512]
+        macs = [row['macs'] for row in r['rows']]
+        assert macs == sorted(macs)
+        assert 0.8 < r['k_macs'] < 2 and r['k_time'] is not None
+        k, _ = fit_power_law([row['tokens'] for row in r['rows']], macs)
+        assert k == pytest.approx(r['k_macs'])
+    assert results['geminifusion']['rows'][1]['macs'] > \
+        results['rgb']['rows'][1]['macs']
+    report = out.read_text()
+    assert 'k (time ∝ tokens^k)' in report and '| geminifusion |' in report
+    assert 'Token scaling' in capsys.readouterr().out

@@ -14,6 +14,9 @@ Models (MiT backbone ``--arch`` + the NVlabs SegFormer all-MLP head with
   code does (``reference_formulation.py``: per-modality lists, Python loops
   around every shared layer, explicit softmax attention, one LayerNorm per
   modality, boolean-mask exchange), the head called once per modality.
+* ``geminifusion``: ``TokenFusionMiT(fusion='geminifusion',
+  fusion_heads=8)`` (M = 2, a GeminiFusion module in every block, no score
+  predictors), the head run once on the modality stack, and the ensemble.
 
 Measurements, for every model and ``--sizes`` entry (H x W):
 
@@ -63,6 +66,20 @@ Measurements, for every model and ``--sizes`` entry (H x W):
   ``peak_memory_timing_process``). Training memory includes gradients and
   AdamW state, inference memory the activations of the batch-1 forward.
 
+``--scaling``: instead of the tables above, for every ``--models`` entry
+time batch-1 inference and count its MACs at every ``--scaling-sizes``
+entry (default 240x320, 480x640, 960x1280), and fit the exponent k of
+time ∝ tokens^k and MACs ∝ tokens^k by least squares on log-log
+(:func:`fit_power_law`; tokens = stage-1 tokens ceil(H/4) x ceil(W/4), so
+a constant factor on tokens changes only the prefactor). Quadratic
+attention would give k -> 2; MiT's spatial-reduction attention (keys
+reduced by sr^2 = 64/16/4/1 per stage) and GeminiFusion's pixel-wise
+fusion (linear in tokens) give k close to 1 at these sizes. Example::
+
+    python tools/analysis_tools/benchmark.py --scaling --arch b0 \
+        --models tokenfusion-m2 geminifusion --warmup 1 --iters 1 \
+        --threads 1 --timer cpu
+
 Example (CPU: about 33 min for B2 with one thread of a 2-core VM; the two
 target ratios alone, ``--paired-only --paired 5``, take about 4 min)::
 
@@ -72,6 +89,7 @@ target ratios alone, ``--paired-only --paired 5``, take about 4 min)::
 """
 import argparse
 import json
+import math
 import os
 import os.path as osp
 import re
@@ -99,9 +117,10 @@ from tools.analysis_tools.reference_formulation import \
     ReferenceTokenFusionMiT  # noqa: E402
 
 ALL_MODELS = ('rgb', 'rgb-mmseg', 'concat', 'tokenfusion-m2', 'tokenfusion-m3',
-              'reference-m2', 'reference-m3')
+              'reference-m2', 'reference-m3', 'geminifusion')
 DEFAULT_MODELS = ('rgb', 'concat', 'tokenfusion-m2', 'tokenfusion-m3',
-                  'reference-m2', 'reference-m3')
+                  'reference-m2', 'reference-m3', 'geminifusion')
+SCALING_SIZES = ((240, 320), (480, 640), (960, 1280))
 RESULT_TAG = 'BENCHMARK_RESULT '
 
 
@@ -187,6 +206,8 @@ def parse_model_name(name: str):
         return name, 1, 3
     if name == 'concat':
         return name, 1, 6
+    if name == 'geminifusion':
+        return name, 2, 6
     match = re.fullmatch(r'(tokenfusion|reference)-m(\d+)', name)
     if not match:
         raise ValueError(f'unknown model {name!r}')
@@ -207,8 +228,16 @@ def build_backbone(name: str, arch: str) -> nn.Module:
             drop_path_rate=0.1)
         backbone.init_weights()
         return backbone
-    backbone = TokenFusionMiT(
-        arch=arch, num_modalities=m, in_channels=channels // m)
+    if kind == 'geminifusion':
+        backbone = TokenFusionMiT(
+            arch=arch,
+            num_modalities=m,
+            in_channels=channels // m,
+            fusion='geminifusion',
+            fusion_heads=8)
+    else:
+        backbone = TokenFusionMiT(
+            arch=arch, num_modalities=m, in_channels=channels // m)
     backbone.init_weights()
     if kind == 'reference':
         backbone = ReferenceTokenFusionMiT.from_tokenfusion(backbone)
@@ -680,6 +709,108 @@ def format_paired(results: list, args) -> str:
     return '\n'.join(lines) + '\n'
 
 
+# ---------------------------------------------------------------- scaling
+def fit_power_law(xs, ys):
+    """Least-squares fit of log y = log c + k log x.
+
+    Args:
+        xs, ys: Sequences of positive numbers of equal length >= 2, with at
+            least two distinct ``xs``.
+
+    Returns:
+        tuple: ``(k, c)`` with y ≈ c * x**k (exact for exact power laws up
+        to float rounding).
+    """
+    if len(xs) != len(ys) or len(xs) < 2:
+        raise ValueError('need >= 2 (x, y) pairs of equal length')
+    if min(xs) <= 0 or min(ys) <= 0:
+        raise ValueError('a power law fit needs positive values')
+    lx = [math.log(x) for x in xs]
+    ly = [math.log(y) for y in ys]
+    mx, my = sum(lx) / len(lx), sum(ly) / len(ly)
+    sxx = sum((a - mx)**2 for a in lx)
+    if sxx == 0:
+        raise ValueError('need at least two distinct x values')
+    k = sum((a - mx) * (b - my) for a, b in zip(lx, ly)) / sxx
+    return k, math.exp(my - k * mx)
+
+
+def num_tokens(size) -> int:
+    """Stage-1 tokens of an H x W input (patch embed 7x7, stride 4, pad
+    3)."""
+    h, w = size
+    return -(-h // 4) * -(-w // 4)
+
+
+def run_scaling(args, base_spec: dict) -> dict:
+    """Batch-1 inference time and MACs of every model at every scaling
+    size (one fresh process each unless ``--in-process``; no memory
+    measurement), and the fitted exponents."""
+    results = {}
+    start = time.time()
+    for name in args.models:
+        rows = []
+        for size in args.scaling_sizes:
+            spec = dict(
+                base_spec,
+                model=name,
+                size=size,
+                mode='infer',
+                batch=1,
+                throughput_batch=0,
+                profile=False,
+                measure='scaling')
+            if args.in_process:
+                r = run_worker(spec)
+            else:
+                r = _run_subprocess(
+                    spec, CACHING_MALLOC_ENV if args.caching_malloc else None)
+            rows.append(
+                dict(
+                    size=list(size),
+                    tokens=num_tokens(size),
+                    median=r['median'],
+                    macs=r['macs'],
+                    params=r['params']))
+            print(
+                f'[{time.time() - start:6.0f}s] scaling {name:15s} '
+                f"{size[0]}x{size[1]} median {r['median']:.3f}s "
+                f"{r['macs'] / 1e9:.1f} GMACs",
+                flush=True)
+        tokens = [row['tokens'] for row in rows]
+        k_time = k_macs = None
+        if len(set(tokens)) > 1:
+            k_time = fit_power_law(tokens, [row['median'] for row in rows])[0]
+            k_macs = fit_power_law(tokens, [row['macs'] for row in rows])[0]
+        results[name] = dict(rows=rows, k_time=k_time, k_macs=k_macs)
+    return results
+
+
+def format_scaling(results: dict, args) -> str:
+    sizes = ', '.join(f'{h}x{w}' for h, w in args.scaling_sizes)
+    lines = [
+        f'### Token scaling, {args.arch.upper()}, {args.device}, '
+        f'{args.threads} threads, {args.timer} time, sizes {sizes}', '',
+        '| model | params (M) | k (time ∝ tokens^k) | '
+        'k (MACs ∝ tokens^k) |', '|---|---|---|---|'
+    ]
+    for name, r in results.items():
+        lines.append(f"| {name} | {r['rows'][0]['params'] / 1e6:.2f} | "
+                     f"{_fmt(r['k_time'], 1, '.3f')} | "
+                     f"{_fmt(r['k_macs'], 1, '.3f')} |")
+    lines += [
+        '', '| model | H x W | tokens (stage 1) | latency b1 (ms) | '
+        'GMACs (b1) |', '|---|---|---|---|---|'
+    ]
+    for name, r in results.items():
+        for row in r['rows']:
+            h, w = row['size']
+            lines.append(f"| {name} | {h}x{w} | {row['tokens']} | "
+                         f"{row['median'] * 1e3:.0f} | "
+                         f"{row['macs'] / 1e9:.2f} |")
+    return '\n'.join(lines) + '\n'
+
+
 def parse_size(text: str):
     h, w = text.lower().split('x')
     return int(h), int(w)
@@ -761,6 +892,18 @@ def parse_args(argv=None):
         '--paired-only',
         action='store_true',
         help='only the --paired measurement')
+    parser.add_argument(
+        '--scaling',
+        action='store_true',
+        help='only the token-scaling measurement: batch-1 inference time '
+        'and MACs of every --models entry at every --scaling-sizes entry, '
+        'and the fitted exponents k of time / MACs ∝ tokens^k')
+    parser.add_argument(
+        '--scaling-sizes',
+        nargs='+',
+        type=parse_size,
+        default=[list(s) for s in SCALING_SIZES],
+        help='input sizes HxW of --scaling')
     parser.add_argument('--out', help='write the markdown tables here')
     parser.add_argument('--json-out', help='write the raw results here')
     parser.add_argument('--worker', help=argparse.SUPPRESS)
@@ -801,6 +944,16 @@ def main(argv=None):
         backbone_only=args.backbone_only,
         caching_malloc=args.caching_malloc,
         profile=args.profile)
+    if args.scaling:
+        scaling = run_scaling(args, base_spec)
+        report = format_scaling(scaling, args)
+        header = (f'torch {torch.__version__}, {args.device}, '
+                  f'{args.threads} threads, {args.timer} time, warmup '
+                  f'{args.warmup}, iters {args.iters} (median), total '
+                  f'{time.time() - start:.0f}s, load average {load_start} '
+                  f'-> {_load()}\n')
+        _write_report(header, report, dict(scaling=scaling), args)
+        return
     for size in [] if args.paired_only else args.sizes:
         key = f'{size[0]}x{size[1]}'
         results[key] = {}
@@ -835,6 +988,10 @@ def main(argv=None):
               f'{args.warmup}, iters {args.iters} (median), total '
               f'{time.time() - start:.0f}s, load average {load_start} -> '
               f'{_load()}\n')
+    _write_report(header, report, results, args)
+
+
+def _write_report(header: str, report: str, results: dict, args) -> None:
     print('\n' + header + '\n' + report)
     if args.out:
         os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)

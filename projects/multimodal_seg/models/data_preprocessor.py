@@ -84,18 +84,28 @@ class MultiModalSegDataPreProcessor(SegDataPreProcessor):
         modalities (Sequence[str | dict]): Modality names, or dicts with
             ``name`` plus any of ``in_channels``, ``mean``, ``std``,
             ``bgr_to_rgb``, ``repeat`` overriding the defaults.
+        missing_modalities (Sequence[str]): Modalities to remove, e.g.
+            ``('depth',)`` to evaluate an RGB-D model without depth: their
+            normalised channels are replaced by zeros, i.e. by the
+            modality's normalisation mean (the dataset mean for RGB / HHA,
+            0 = "no measurement" for depth with the default depth
+            normalisation), in training and inference alike. The channel
+            layout is unchanged. Defaults to ``()`` (nothing removed).
         size, size_divisor, pad_val, seg_pad_val, batch_augments, test_cfg:
             As ``SegDataPreProcessor``.
     """
 
-    def __init__(self,
-                 modalities: Sequence = ('rgb', 'depth'),
-                 size: Optional[tuple] = None,
-                 size_divisor: Optional[int] = None,
-                 pad_val: float = 0,
-                 seg_pad_val: float = 255,
-                 batch_augments: Optional[List[dict]] = None,
-                 test_cfg: Optional[dict] = None) -> None:
+    def __init__(
+        self,
+        modalities: Sequence = ('rgb', 'depth'),
+        size: Optional[tuple] = None,
+        size_divisor: Optional[int] = None,
+        pad_val: float = 0,
+        seg_pad_val: float = 255,
+        batch_augments: Optional[List[dict]] = None,
+        test_cfg: Optional[dict] = None,
+        missing_modalities: Sequence = ()
+    ) -> None:
         super().__init__(
             size=size,
             size_divisor=size_divisor,
@@ -121,6 +131,14 @@ class MultiModalSegDataPreProcessor(SegDataPreProcessor):
         self.modalities = tuple(n.name for n in self.norms)
         self.in_channels = tuple(n.in_channels for n in self.norms)
         self.out_channels = tuple(n.out_channels for n in self.norms)
+        if isinstance(missing_modalities, str):
+            missing_modalities = (missing_modalities, )
+        unknown = [m for m in missing_modalities if m not in self.modalities]
+        if unknown:
+            raise ValueError(
+                f'missing_modalities {tuple(unknown)} are not configured '
+                f'modalities; the data preprocessor has {self.modalities}')
+        self.missing_modalities = tuple(missing_modalities)
 
     def _check(self, inputs: torch.Tensor, data_sample) -> None:
         meta = data_sample.metainfo if data_sample is not None else {}
@@ -139,7 +157,13 @@ class MultiModalSegDataPreProcessor(SegDataPreProcessor):
     def normalize(self, inputs: torch.Tensor) -> torch.Tensor:
         """Normalise one packed (sum in_channels, H, W) sample."""
         parts = inputs.split(self.in_channels, dim=0)
-        return torch.cat([norm(x) for norm, x in zip(self.norms, parts)])
+        outputs = []
+        for norm, x in zip(self.norms, parts):
+            x = norm(x)
+            if norm.name in self.missing_modalities:
+                x = torch.zeros_like(x)  # = the mean after normalisation
+            outputs.append(x)
+        return torch.cat(outputs)
 
     def forward(self, data: dict, training: bool = False) -> Dict[str, Any]:
         """Check and normalise each sample per modality, then batch and pad

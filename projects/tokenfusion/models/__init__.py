@@ -1,3 +1,5 @@
+from .channel_exchange import (channel_exchange, channel_exchange_statistics,
+                               channel_sparsity_loss, exchanged_channels)
 from .checkpoint_conversion import mit_to_tokenfusion, mmseg_mit_to_nvlabs
 from .gemini_fusion import GeminiFusion, gemini_attention, relation_scores
 from .modality_layers import ModalityConv2d, ModalityLayerNorm, ModalityLinear
@@ -13,8 +15,9 @@ __all__ = [
     'GeminiFusion', 'gemini_attention', 'relation_scores', 'MIT_ARCHS',
     'ModalityConv2d', 'ModalityLayerNorm', 'ModalityLinear',
     'SegFormerMLPHead', 'TokenFusionEncoderDecoder', 'TokenFusionMiT',
-    'allocation_for_grid', 'exchange_tokens', 'fuse_attention_output',
-    'fusion_statistics', 'make_group_allocation', 'mit_to_tokenfusion',
-    'mmseg_mit_to_nvlabs', 'scores_from_logits', 'source_tokens',
-    'sparsity_loss'
+    'allocation_for_grid', 'channel_exchange', 'channel_exchange_statistics',
+    'channel_sparsity_loss', 'exchanged_channels', 'exchange_tokens',
+    'fuse_attention_output', 'fusion_statistics', 'make_group_allocation',
+    'mit_to_tokenfusion', 'mmseg_mit_to_nvlabs', 'scores_from_logits',
+    'source_tokens', 'sparsity_loss'
 ]

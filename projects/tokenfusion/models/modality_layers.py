@@ -9,10 +9,13 @@ dimension M of every parameter) and is still applied in one vectorised call
 modalities.
 """
 import math
+from typing import Optional
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from .channel_exchange import channel_exchange
 
 
 class ModalityLayerNorm(nn.Module):
@@ -24,6 +27,13 @@ class ModalityLayerNorm(nn.Module):
         eps (float): As ``nn.LayerNorm``. Defaults to 1e-6 (MiT).
         shared (bool): One affine transform for all modalities (the Table 8
             ablation of TokenFusion). Defaults to False.
+        exchange_threshold (float, optional): CEN channel exchange on the
+            output (after the affine transform): channel c of modality m
+            is replaced by the other modalities' (mean) where
+            |weight[m, c]| < threshold, see
+            :func:`~.channel_exchange.channel_exchange`. A plain attribute,
+            not a buffer (state dicts are unchanged). Needs per-modality
+            weights. Defaults to None (no exchange).
 
     Parameters: ``weight`` and ``bias`` of shape (M, C), or (1, C) if
     shared. Input (M*B, ..., C) -> output of the same shape.
@@ -33,11 +43,16 @@ class ModalityLayerNorm(nn.Module):
                  num_modalities: int,
                  num_channels: int,
                  eps: float = 1e-6,
-                 shared: bool = False) -> None:
+                 shared: bool = False,
+                 exchange_threshold: Optional[float] = None) -> None:
         super().__init__()
+        if exchange_threshold is not None and shared:
+            raise ValueError('channel exchange needs per-modality norms '
+                             '(shared=False)')
         self.num_modalities = num_modalities
         self.num_channels = num_channels
         self.eps = eps
+        self.exchange_threshold = exchange_threshold
         rows = 1 if shared else num_modalities
         self.weight = nn.Parameter(torch.ones(rows, num_channels))
         self.bias = nn.Parameter(torch.zeros(rows, num_channels))
@@ -52,14 +67,22 @@ class ModalityLayerNorm(nn.Module):
         # full-size tensor for the backward pass (~0.5 GB for MiT-B2 at
         # 480x640, batch 2), which is what the stacking saves elsewhere.
         blocks = x.reshape(self.num_modalities, -1, c).unbind(0)
-        return torch.cat([
+        out = torch.cat([
             F.layer_norm(block, (c, ), self.weight[m], self.bias[m], self.eps)
             for m, block in enumerate(blocks)
-        ]).reshape(x.shape)
+        ])
+        if self.exchange_threshold is not None:
+            out = channel_exchange(
+                out.reshape(self.num_modalities, -1, c), self.weight,
+                self.exchange_threshold)
+        return out.reshape(x.shape)
 
     def extra_repr(self) -> str:
-        return (f'{self.num_channels}, modalities={self.num_modalities}, '
+        text = (f'{self.num_channels}, modalities={self.num_modalities}, '
                 f'shared={self.weight.shape[0] == 1}, eps={self.eps}')
+        if self.exchange_threshold is not None:
+            text += f', exchange_threshold={self.exchange_threshold}'
+        return text
 
 
 class ModalityLinear(nn.Module):

@@ -34,6 +34,8 @@ MIT_ARCHS = {
     'b5': dict(embed_dims=64, num_layers=(3, 6, 40, 3)),
 }
 FUSION_MODES = ('attention', 'token', 'geminifusion')
+# LayerNorms of a block that may carry the CEN channel exchange
+EXCHANGE_NORMS = ('norm1', 'norm2')
 
 
 def drop_path(x: torch.Tensor, prob: float, training: bool) -> torch.Tensor:
@@ -291,6 +293,23 @@ class TokenFusionMiT(BaseModule):
             with the checkpoint). Defaults to 0.
         fusion_heads (int): Heads of the GeminiFusion attention. Defaults
             to 8 (the reference, every stage).
+        channel_exchange (dict, optional): CEN-style channel exchange on
+            the per-modality LayerNorms (TokenFusion supplementary, Table 9),
+            independent of (and combinable with) every ``fusion`` mode and
+            with no token fusion (``fuse_stages=()``). Keys:
+            ``threshold`` (θ_c, default 2e-2 as CEN), ``norms`` (which norms
+            of a block exchange, any of ``('norm1', 'norm2')``, default
+            both: CEN exchanges right after every BN, here right after the
+            LN that feeds attention and Mix-FFN), ``stages`` (default all
+            four; every block of those stages). The exchange acts on the
+            LN output after the affine transform: channel c of modality m
+            is replaced by the other modality's (M > 2: the mean of the
+            others) where |γ_m,c| < θ_c. Residual streams, patch-embed,
+            ``attn.norm`` and end-of-stage norms are not exchanged. Adds no
+            parameter or buffer; the exchanging norms are listed in
+            :attr:`channel_exchange_norms`, their weights (M, C) returned
+            by :meth:`channel_gammas` (for the segmentor's l1 term).
+            Defaults to None (off).
         init_cfg (dict, optional): ``dict(type='Pretrained',
             checkpoint=...)`` with an NVlabs ``mit_b*.pth``, an
             mmseg-converted MiT or a checkpoint of this model.
@@ -322,6 +341,7 @@ class TokenFusionMiT(BaseModule):
                  allocation_pattern: int = 32,
                  allocation_seed: int = 0,
                  fusion_heads: int = 8,
+                 channel_exchange: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         if arch not in MIT_ARCHS:
@@ -395,6 +415,43 @@ class TokenFusionMiT(BaseModule):
                 ]))
         else:
             self.exchange_allocation = None
+        self.channel_exchange_threshold: Optional[float] = None
+        self.channel_exchange_norms: List[str] = []
+        if channel_exchange is not None:
+            self._setup_channel_exchange(channel_exchange, num_layers,
+                                         share_norms)
+
+    def _setup_channel_exchange(self, cfg: dict, num_layers: Sequence[int],
+                                share_norms: bool) -> None:
+        cfg = dict(cfg)
+        threshold = float(cfg.pop('threshold', 2e-2))
+        norms = tuple(cfg.pop('norms', EXCHANGE_NORMS))
+        stages = tuple(cfg.pop('stages', range(len(num_layers))))
+        if cfg:
+            raise ValueError(f'unknown channel_exchange keys {sorted(cfg)}')
+        if not set(norms) <= set(EXCHANGE_NORMS) or not norms:
+            raise ValueError(f'channel_exchange norms must be among '
+                             f'{EXCHANGE_NORMS}, got {norms}')
+        if not set(stages) <= set(range(len(num_layers))):
+            raise ValueError(f'channel_exchange stages {stages} out of range')
+        if self.num_modalities < 2 or share_norms:
+            raise ValueError('channel_exchange needs >= 2 modalities with '
+                             'their own LayerNorms (share_norms=False)')
+        self.channel_exchange_threshold = threshold
+        for s in sorted(stages):
+            for j, block in enumerate(getattr(self, f'block{s + 1}')):
+                for name in norms:
+                    getattr(block, name).exchange_threshold = threshold
+                    self.channel_exchange_norms.append(
+                        f'block{s + 1}.{j}.{name}')
+
+    def channel_gammas(self) -> List[torch.Tensor]:
+        """The (M, C) scale factors of the channel-exchanging LayerNorms
+        (empty without ``channel_exchange``)."""
+        return [
+            self.get_submodule(name).weight
+            for name in self.channel_exchange_norms
+        ]
 
     @staticmethod
     def _blocks_to_fuse(stage, depth, fuse_stages, fuse_blocks):

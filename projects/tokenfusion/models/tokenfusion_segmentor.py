@@ -9,6 +9,8 @@ from mmseg.models.utils import resize
 from mmseg.registry import MODELS
 from mmseg.utils import add_prefix
 
+from .channel_exchange import (channel_exchange_statistics,
+                               channel_sparsity_loss)
 from .token_fusion import fusion_statistics, sparsity_loss
 
 
@@ -33,6 +35,14 @@ class TokenFusionEncoderDecoder(EncoderDecoder):
     an empty score list: no sparsity term is added and ``fusion_stats``
     stays empty.
 
+    With a channel-exchanging backbone (``TokenFusionMiT(channel_exchange=
+    ...)``, CEN-style, TokenFusion supplementary Table 9) and
+    ``channel_sparsity_weight`` λ2 > 0, the loss also holds
+    ``loss_channel_sparsity`` = λ2 · Σ|γ| over the exchanging LayerNorms'
+    scale factors (:meth:`TokenFusionMiT.channel_gammas`), and
+    ``fusion_stats`` the fraction of exchanged channels per modality
+    (``'channels/<modality>/exchanged'``).
+
     Predictions: ``pred_sem_seg`` / ``seg_logits`` from the ensemble, plus
     ``pred_sem_seg_<modality>`` for every modality. Whole and slide
     inference and mmseg's TTA work as for ``EncoderDecoder``.
@@ -41,6 +51,9 @@ class TokenFusionEncoderDecoder(EncoderDecoder):
         sparsity_weight (float): λ. Defaults to 1e-6.
         sparsity_reduction (str): ``'sum'`` or ``'mean'``.
         train_alpha (bool): Learn the ensemble weights. Defaults to True.
+        channel_sparsity_weight (float): λ2 of the l1 term on the channel-
+            exchange scale factors. Defaults to 0 (off; CEN / Table 9 use
+            1e-3). Needs a backbone with ``channel_exchange``.
         modality_names (Sequence[str], optional): Names used in losses and
             predictions; defaults to the data preprocessor's modalities.
         **kwargs: ``EncoderDecoder`` arguments.
@@ -50,6 +63,7 @@ class TokenFusionEncoderDecoder(EncoderDecoder):
                  sparsity_weight: float = 1e-6,
                  sparsity_reduction: str = 'sum',
                  train_alpha: bool = True,
+                 channel_sparsity_weight: float = 0.,
                  modality_names: Optional[Sequence[str]] = None,
                  **kwargs) -> None:
         super().__init__(**kwargs)
@@ -65,6 +79,11 @@ class TokenFusionEncoderDecoder(EncoderDecoder):
         if sparsity_reduction not in ('sum', 'mean'):
             raise ValueError("sparsity_reduction must be 'sum' or 'mean'")
         self.sparsity_reduction = sparsity_reduction
+        self.channel_sparsity_weight = channel_sparsity_weight
+        if channel_sparsity_weight and not self._channel_gammas():
+            raise ValueError('channel_sparsity_weight needs a backbone with '
+                             'channel exchange (TokenFusionMiT('
+                             'channel_exchange=dict(...)))')
         self.alpha = nn.Parameter(
             torch.ones(self.num_modalities), requires_grad=train_alpha)
         # slide inference accumulates the ensemble and every modality
@@ -107,7 +126,22 @@ class TokenFusionEncoderDecoder(EncoderDecoder):
                 self.backbone.fusion_threshold, self.modality_names)
         else:  # no token scores (e.g. GeminiFusion): nothing to regularise
             self.fusion_stats = {}
+        gammas = self._channel_gammas()
+        if gammas:
+            if self.channel_sparsity_weight:
+                losses['loss_channel_sparsity'] = (
+                    self.channel_sparsity_weight *
+                    channel_sparsity_loss(gammas))
+            self.fusion_stats.update(
+                channel_exchange_statistics(
+                    gammas, self.backbone.channel_exchange_threshold,
+                    self.modality_names))
         return losses
+
+    def _channel_gammas(self) -> List[torch.Tensor]:
+        """Scale factors of the backbone's channel-exchanging norms."""
+        getter = getattr(self.backbone, 'channel_gammas', None)
+        return getter() if getter is not None else []
 
     def encode_decode(self, inputs: torch.Tensor, batch_img_metas) -> \
             torch.Tensor:

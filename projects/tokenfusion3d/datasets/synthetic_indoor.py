@@ -28,12 +28,9 @@ flat shading per face); points lie on the box sides and tops (shifted a
 little inwards, so that ``points_in_boxes`` sees them) and on the visible
 floor and walls, all inside the camera frustum.
 """
-import json
 import os
 import os.path as osp
 import pickle
-import shutil
-import uuid
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import cv2
@@ -41,6 +38,8 @@ import numpy as np
 from mmdet3d.datasets import SUNRGBDDataset
 from mmdet3d.registry import DATASETS
 from mmdet3d.structures import DepthInstance3DBoxes
+
+from projects.generated_data import begin_generation, finish_generation
 
 GENERATOR_VERSION = 1
 
@@ -619,8 +618,6 @@ def generate_synthetic_indoor(root: str,
         str: ``root``.
     """
     _check_params(num_train, num_val, seed, image_size, num_points)
-    # 'data/x/' -> 'data/x': the temporary folder must be a sibling of root
-    root = osp.normpath(root)
     params = dict(
         version=GENERATOR_VERSION,
         num_train=int(num_train),
@@ -628,27 +625,10 @@ def generate_synthetic_indoor(root: str,
         seed=int(seed),
         image_size=[int(v) for v in image_size],
         num_points=int(num_points))
-    meta_file = osp.join(root, 'synthetic_meta.json')
-    if osp.isfile(meta_file):
-        with open(meta_file) as f:
-            if json.load(f) == params:
-                return root
-        # Ours, with other parameters: move it aside atomically, then
-        # delete it (a concurrent process may have moved it already).
-        stale = f'{root}.stale-{uuid.uuid4().hex[:8]}'
-        try:
-            os.rename(root, stale)
-        except OSError:
-            pass
-        shutil.rmtree(stale, ignore_errors=True)
-    elif osp.exists(root) and os.listdir(root):
-        raise FileExistsError(
-            f'{root} exists, is not empty and has no synthetic_meta.json '
-            '(not written by the synthetic indoor generator); choose '
-            'another data_root')
-
+    tmp = begin_generation(root, params)
+    if tmp is None:
+        return root
     width, height = params['image_size']
-    tmp = f'{root}.tmp-{uuid.uuid4().hex[:8]}'
     os.makedirs(osp.join(tmp, 'points'))
     os.makedirs(osp.join(tmp, 'images'))
     categories = {name: i for i, name in enumerate(SUNRGBD_CLASSES)}
@@ -686,14 +666,7 @@ def generate_synthetic_indoor(root: str,
             data_list=data_list)
         with open(osp.join(tmp, f'synthetic_infos_{split}.pkl'), 'wb') as f:
             pickle.dump(infos, f, protocol=4)
-    with open(osp.join(tmp, 'synthetic_meta.json'), 'w') as f:
-        json.dump(params, f)
-    os.makedirs(osp.dirname(osp.abspath(root)), exist_ok=True)
-    try:
-        os.rename(tmp, root)
-    except OSError:  # another process finished first
-        shutil.rmtree(tmp)
-    return root
+    return finish_generation(tmp, root, params)
 
 
 @DATASETS.register_module()

@@ -159,14 +159,19 @@ class TokenFusionGroupFree3D(GroupFree3DNet):
         self.sparsity_weight = sparsity_weight
 
     # ----------------------------------------------------------------- inputs
-    def _checked_feats(self, batch_inputs_dict: dict,
-                       batch_data_samples: SampleList) -> dict:
-        """Backbone features, after checking the point clouds (the CUDA and
-        CPU point ops do not)."""
+    def _fused_feats(self, batch_inputs_dict: dict,
+                     batch_data_samples: SampleList):
+        """Point backbone features, after checking the point clouds (the
+        CUDA and CPU point ops do not), carrying the image stream's fusion
+        callable for the head under ``'key_fusion'``."""
         check_point_clouds(batch_inputs_dict['points'],
                            [s.metainfo for s in batch_data_samples],
                            _first_sample_count(self.backbone))
-        return self.extract_feat(batch_inputs_dict)
+        feats = self.extract_feat(batch_inputs_dict)
+        stream = self._image_stream(batch_inputs_dict, feats,
+                                    batch_data_samples)
+        feats['key_fusion'] = stream.fuse
+        return feats, stream
 
     def _image_stream(self, batch_inputs_dict: dict, feats: dict,
                       batch_data_samples: SampleList) -> ImageStream:
@@ -228,10 +233,8 @@ class TokenFusionGroupFree3D(GroupFree3DNet):
     # ------------------------------------------------------------------ modes
     def loss(self, batch_inputs_dict: dict, batch_data_samples: SampleList,
              **kwargs) -> Dict[str, Tensor]:
-        feats = self._checked_feats(batch_inputs_dict, batch_data_samples)
-        stream = self._image_stream(batch_inputs_dict, feats,
-                                    batch_data_samples)
-        feats['key_fusion'] = stream.fuse
+        feats, stream = self._fused_feats(batch_inputs_dict,
+                                          batch_data_samples)
         losses = self.bbox_head.loss(batch_inputs_dict['points'], feats,
                                      batch_data_samples, **kwargs)
         losses = {
@@ -254,10 +257,7 @@ class TokenFusionGroupFree3D(GroupFree3DNet):
 
     def predict(self, batch_inputs_dict: dict, batch_data_samples: SampleList,
                 **kwargs) -> SampleList:
-        feats = self._checked_feats(batch_inputs_dict, batch_data_samples)
-        stream = self._image_stream(batch_inputs_dict, feats,
-                                    batch_data_samples)
-        feats['key_fusion'] = stream.fuse
+        feats, _ = self._fused_feats(batch_inputs_dict, batch_data_samples)
         results = self.bbox_head.predict(batch_inputs_dict['points'], feats,
                                          batch_data_samples, **kwargs)
         return self.add_pred_to_datasample(batch_data_samples, results)
@@ -266,10 +266,7 @@ class TokenFusionGroupFree3D(GroupFree3DNet):
                  batch_inputs_dict: dict,
                  batch_data_samples: Optional[SampleList] = None,
                  **kwargs):
-        feats = self._checked_feats(batch_inputs_dict, batch_data_samples)
-        stream = self._image_stream(batch_inputs_dict, feats,
-                                    batch_data_samples)
-        feats['key_fusion'] = stream.fuse
+        feats, _ = self._fused_feats(batch_inputs_dict, batch_data_samples)
         return self.bbox_head.forward(feats)
 
     def _fusion_statistics(self, stream: ImageStream) -> Dict[str, Tensor]:

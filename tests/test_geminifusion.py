@@ -117,11 +117,21 @@ def test_gradients_reach_every_fusion_parameter():
     assert x.grad.abs().sum() > 0
 
 
-def test_more_than_two_modalities_not_implemented():
-    with pytest.raises(NotImplementedError, match='DeLiVER'):
+def test_more_than_two_modalities_go_through_the_hub():
+    # the module fuses two streams; the error points to the backbone's hub
+    with pytest.raises(NotImplementedError, match='hub'):
         GeminiFusion(16, num_modalities=3)
-    with pytest.raises(NotImplementedError, match='DeLiVER'):
-        TokenFusionMiT(num_modalities=3, embed_dims=8, fusion='geminifusion')
+    # the backbone reduces 3 modalities to RGB + one auxiliary stream
+    backbone = TokenFusionMiT(
+        num_modalities=3,
+        embed_dims=8,
+        num_layers=(1, 1, 1, 1),
+        fusion='geminifusion')
+    assert backbone.num_streams == 2 and len(backbone.extra_score_predictor)
+    assert all(block.attn.gemini.num_modalities == 2 for s in range(1, 5)
+               for block in getattr(backbone, f'block{s}'))
+    feats, _ = backbone(torch.randn(1, 9, 32, 32))
+    assert [f.shape[0] for f in feats] == [2] * 4
 
 
 def tiny_backbone(**kwargs):

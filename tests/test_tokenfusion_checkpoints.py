@@ -6,7 +6,8 @@ layouts) -> TokenFusionMiT initialisation.
 The reference forward below is written from the specification
 (shared/docs/tokenfusion_reference.md §1, §2.2-§2.6, §2.12): lists of
 per-modality tensors, explicit loops over modalities, the reference's own
-parameter names. It shares no code with ``projects/tokenfusion``.
+parameter names (MiT layers and head in ``reference_fixtures.py``). It
+shares no code with ``projects/tokenfusion``.
 """
 import json
 import os.path as osp
@@ -26,6 +27,12 @@ from projects.tokenfusion.models.reference_checkpoint import \
     convert_tokenfusion_reference
 from tools.model_converters import mit2tokenfusion, tokenfusion2mmseg
 from .conftest import REPO_ROOT, tiny_options, tool
+from .reference_fixtures import (RandomTensors, add_mit_encoder,
+                                 add_segformer_head,
+                                 check_cli_error_names_the_file, ref_attention,
+                                 ref_ensemble, ref_head, ref_layer_norm,
+                                 ref_mix_ffn, ref_patch_embed,
+                                 reference_file_content)
 
 DEMO_CONFIG = osp.join(
     REPO_ROOT, 'configs/tokenfusion/'
@@ -47,29 +54,6 @@ TINY_MIT = dict(
     sr_ratios=SR_RATIOS,
     drop_path_rate=0.)
 
-
-class _Random:
-    """Seeded random tensors of sensible scale."""
-
-    def __init__(self, seed):
-        self.generator = torch.Generator().manual_seed(seed)
-
-    def normal(self, *shape, std=1.):
-        return torch.randn(*shape, generator=self.generator) * std
-
-    def uniform(self, *shape, low=0., high=1.):
-        return low + (high - low) * torch.rand(
-            *shape, generator=self.generator)
-
-    def weight(self, out, fan_in, *kernel):
-        return self.normal(out, fan_in, *kernel, std=fan_in**-0.5)
-
-    def norm(self, channels):
-        return 1 + self.normal(
-            channels, std=0.2), self.normal(
-                channels, std=0.1)
-
-
 # --------------------------------------------------------------------------
 # The reference checkpoint (§2.12 names) and forward
 # --------------------------------------------------------------------------
@@ -78,50 +62,11 @@ class _Random:
 def make_reference_state(seed=0):
     """Weights of the reference ``WeTr`` (2 modalities) with the names of
     its state dict, without the DataParallel prefix."""
-    rnd = _Random(seed)
+    rnd = RandomTensors(seed)
     sd = OrderedDict()
     # a parameter of WeTr itself comes before its children's
     sd['alpha'] = torch.tensor([0.7, -0.4])
-
-    def parallel_linear(name, out, inp):  # ModuleParallel(nn.Linear)
-        sd[f'{name}.module.weight'] = rnd.weight(out, inp)
-        sd[f'{name}.module.bias'] = rnd.normal(out, std=0.1)
-
-    def parallel_conv(name, out, inp, kernel):  # ModuleParallel(nn.Conv2d)
-        sd[f'{name}.module.weight'] = rnd.normal(
-            out, inp, kernel, kernel, std=(inp * kernel**2)**-0.5)
-        sd[f'{name}.module.bias'] = rnd.normal(out, std=0.1)
-
-    def parallel_norm(name, channels):  # LayerNormParallel
-        for m in range(M):
-            weight, bias = rnd.norm(channels)
-            sd[f'{name}.ln_{m}.weight'] = weight
-            sd[f'{name}.ln_{m}.bias'] = bias
-
-    for s in range(1, 5):
-        c_in = 3 if s == 1 else DIMS[s - 2]
-        parallel_conv(f'encoder.patch_embed{s}.proj', DIMS[s - 1], c_in,
-                      7 if s == 1 else 3)
-        parallel_norm(f'encoder.patch_embed{s}.norm', DIMS[s - 1])
-    for s in range(1, 5):
-        c, sr = DIMS[s - 1], SR_RATIOS[s - 1]
-        for j in range(DEPTHS[s - 1]):
-            block = f'encoder.block{s}.{j}.'
-            parallel_norm(block + 'norm1', c)
-            parallel_linear(block + 'attn.q', c, c)
-            parallel_linear(block + 'attn.kv', 2 * c, c)
-            parallel_linear(block + 'attn.proj', c, c)
-            if sr > 1:
-                parallel_conv(block + 'attn.sr', c, c, sr)
-                parallel_norm(block + 'attn.norm', c)
-            parallel_norm(block + 'norm2', c)
-            parallel_linear(block + 'mlp.fc1', 4 * c, c)
-            # DWConv is not wrapped in ModuleParallel
-            sd[block + 'mlp.dwconv.dwconv.weight'] = rnd.normal(
-                4 * c, 1, 3, 3, std=1 / 3)
-            sd[block + 'mlp.dwconv.dwconv.bias'] = rnd.normal(4 * c, std=0.1)
-            parallel_linear(block + 'mlp.fc2', c, 4 * c)
-        parallel_norm(f'encoder.norm{s}', c)
+    add_mit_encoder(sd, rnd, DIMS, DEPTHS, SR_RATIOS, M)
     for s in range(4):
         c = DIMS[s]
         for m in range(M):
@@ -136,39 +81,8 @@ def make_reference_state(seed=0):
             # exchanged: without this no token would be exchanged.
             sd[net + '7.weight'] *= 6.
             sd[net + '7.bias'] += torch.tensor([-3.5, 0.])
-    for i in range(4):
-        sd[f'decoder.linear_c{i + 1}.proj.weight'] = rnd.weight(E, DIMS[i])
-        sd[f'decoder.linear_c{i + 1}.proj.bias'] = rnd.normal(E, std=0.1)
-    sd['decoder.linear_fuse.conv.weight'] = rnd.weight(E, 4 * E, 1, 1)
-    weight, bias = rnd.norm(E)
-    sd['decoder.linear_fuse.bn.weight'] = weight
-    sd['decoder.linear_fuse.bn.bias'] = bias
-    sd['decoder.linear_fuse.bn.running_mean'] = rnd.normal(E, std=0.5)
-    sd['decoder.linear_fuse.bn.running_var'] = rnd.uniform(E, low=0.3, high=2.)
-    sd['decoder.linear_fuse.bn.num_batches_tracked'] = torch.tensor(1234)
-    sd['decoder.linear_pred.weight'] = rnd.weight(K, E, 1, 1)
-    sd['decoder.linear_pred.bias'] = rnd.normal(K, std=0.1)
+    add_segformer_head(sd, rnd, DIMS, E, K)
     return sd
-
-
-def reference_file_content(state):
-    """What the reference ``Saver`` writes (DataParallel-prefixed)."""
-    return {
-        'segmenter': OrderedDict(('module.' + k, v) for k, v in state.items()),
-        'epoch_start': 3,
-        'best_val': 0.5
-    }
-
-
-def ref_layer_norm(x, sd, name, m):
-    """LayerNormParallel: modality m's own nn.LayerNorm(eps=1e-6)."""
-    return F.layer_norm(x, x.shape[-1:], sd[f'{name}.ln_{m}.weight'],
-                        sd[f'{name}.ln_{m}.bias'], 1e-6)
-
-
-def ref_linear(x, sd, name):
-    """ModuleParallel(nn.Linear): the same weights for every modality."""
-    return F.linear(x, sd[f'{name}.module.weight'], sd[f'{name}.module.bias'])
 
 
 def ref_score(x, sd, stage, m):
@@ -185,78 +99,6 @@ def ref_score(x, sd, stage, m):
     return F.softmax(h, dim=-1)[..., 0]
 
 
-def ref_attention(x, sd, block, m, height, width, heads, sr):
-    """Spatial-reduction attention of modality m (keys / values from m)."""
-    b, n, c = x.shape
-    d = c // heads
-    q = ref_linear(x, sd, block + 'attn.q').reshape(b, n, heads,
-                                                    d).permute(0, 2, 1, 3)
-    if sr > 1:
-        reduced = x.permute(0, 2, 1).reshape(b, c, height, width)
-        reduced = F.conv2d(
-            reduced,
-            sd[block + 'attn.sr.module.weight'],
-            sd[block + 'attn.sr.module.bias'],
-            stride=sr)
-        reduced = reduced.reshape(b, c, -1).permute(0, 2, 1)
-        reduced = ref_layer_norm(reduced, sd, block + 'attn.norm', m)
-    else:
-        reduced = x
-    kv = ref_linear(reduced, sd, block + 'attn.kv')
-    kv = kv.reshape(b, -1, 2, heads, d).permute(2, 0, 3, 1, 4)
-    k, v = kv[0], kv[1]
-    weights = (q @ k.transpose(-2, -1)) * d**-0.5
-    weights = weights.softmax(dim=-1)
-    out = (weights @ v).transpose(1, 2).reshape(b, n, c)
-    return ref_linear(out, sd, block + 'attn.proj')
-
-
-def ref_mix_ffn(x, sd, block, height, width):
-    """fc1 -> 3x3 depthwise conv -> GELU -> fc2."""
-    h = ref_linear(x, sd, block + 'mlp.fc1')
-    b, n, c = h.shape
-    h = h.transpose(1, 2).reshape(b, c, height, width)
-    h = F.conv2d(
-        h,
-        sd[block + 'mlp.dwconv.dwconv.weight'],
-        sd[block + 'mlp.dwconv.dwconv.bias'],
-        padding=1,
-        groups=c)
-    h = F.gelu(h.flatten(2).transpose(1, 2))
-    return ref_linear(h, sd, block + 'mlp.fc2')
-
-
-def ref_head(sd, pyramid):
-    """NVlabs SegFormerHead (eval): linear_c per level, upsample to c1,
-    concat [c4, c3, c2, c1], 1x1 conv, BN, ReLU, linear_pred."""
-    size = pyramid[0].shape[2:]
-    embedded = []
-    for i, feat in enumerate(pyramid):
-        b, _, h, w = feat.shape
-        y = F.linear(
-            feat.flatten(2).transpose(1, 2),
-            sd[f'decoder.linear_c{i + 1}.proj.weight'],
-            sd[f'decoder.linear_c{i + 1}.proj.bias'])
-        y = y.permute(0, 2, 1).reshape(b, -1, h, w)
-        if i > 0:
-            y = F.interpolate(
-                y, size=size, mode='bilinear', align_corners=False)
-        embedded.append(y)
-    y = torch.cat([embedded[3], embedded[2], embedded[1], embedded[0]], dim=1)
-    y = F.conv2d(y, sd['decoder.linear_fuse.conv.weight'])
-    y = F.batch_norm(
-        y,
-        sd['decoder.linear_fuse.bn.running_mean'],
-        sd['decoder.linear_fuse.bn.running_var'],
-        sd['decoder.linear_fuse.bn.weight'],
-        sd['decoder.linear_fuse.bn.bias'],
-        training=False,
-        eps=1e-5)
-    y = F.relu(y)
-    return F.conv2d(y, sd['decoder.linear_pred.weight'],
-                    sd['decoder.linear_pred.bias'])
-
-
 def reference_forward(sd, inputs):
     """The reference WeTr in eval mode on (B, 6, H, W) RGB-D input.
 
@@ -268,20 +110,10 @@ def reference_forward(sd, inputs):
     pyramids = [[] for _ in range(M)]
     masks = []
     for s in range(4):
-        embed = f'encoder.patch_embed{s + 1}.'
-        kernel, stride = (7, 4) if s == 0 else (3, 2)
         tokens = []
         for m in range(M):
-            y = F.conv2d(
-                xs[m],
-                sd[embed + 'proj.module.weight'],
-                sd[embed + 'proj.module.bias'],
-                stride=stride,
-                padding=kernel // 2)
-            height, width = y.shape[2:]
-            tokens.append(
-                ref_layer_norm(
-                    y.flatten(2).transpose(1, 2), sd, embed + 'norm', m))
+            y, height, width = ref_patch_embed(xs[m], sd, s + 1, m)
+            tokens.append(y)
         for j in range(DEPTHS[s]):
             block = f'encoder.block{s + 1}.{j}.'
             mask = [ref_score(tokens[m], sd, s, m) for m in range(M)]
@@ -309,9 +141,7 @@ def reference_forward(sd, inputs):
             xs[m] = y.transpose(1, 2).reshape(y.shape[0], -1, height, width)
             pyramids[m].append(xs[m])
     logits = [ref_head(sd, pyramid) for pyramid in pyramids]
-    weights = F.softmax(sd['alpha'], dim=0)
-    ensemble = sum(weights[m] * logits[m] for m in range(M))
-    return logits, ensemble, masks
+    return logits, ref_ensemble(sd, logits), masks
 
 
 # --------------------------------------------------------------------------
@@ -456,15 +286,9 @@ def test_missing_modality_is_an_error(converted):
 
 
 def test_cli_error_names_the_file(converted):
-    content = reference_file_content(converted['state'])
-    content['segmenter']['module.encoder.extra.bias'] = torch.zeros(1)
-    bad = str(converted['tmp'] / 'bad.pth.tar')
-    torch.save(content, bad)
-    out = str(converted['tmp'] / 'bad_out.pth')
-    with pytest.raises(SystemExit, match=re.escape(bad)) as error:
-        tokenfusion2mmseg.main([bad, out])
-    assert 'encoder.extra.bias' in str(error.value)
-    assert not osp.exists(out)
+    check_cli_error_names_the_file(tokenfusion2mmseg.main,
+                                   reference_file_content(converted['state']),
+                                   converted['tmp'])
 
 
 # --------------------------------------------------------------------------
@@ -474,7 +298,7 @@ def test_cli_error_names_the_file(converted):
 
 def make_nvlabs_mit(seed=2):
     """An ImageNet MiT in NVlabs SegFormer names (``mit_b*.pth``)."""
-    rnd = _Random(seed)
+    rnd = RandomTensors(seed)
     sd = OrderedDict()
 
     def layer(name, *shape):

@@ -277,7 +277,9 @@ def build_segmentor(**overrides):
     return model
 
 
-def samples(batch, size=64, classes=5):
+def samples(batch, size=64, classes=5, modalities=('rgb', 'depth')):
+    """Data samples with random labels for a (batch, ..., size, size)
+    input."""
     out = []
     for _ in range(batch):
         sample = SegDataSample(
@@ -285,7 +287,7 @@ def samples(batch, size=64, classes=5):
                 img_shape=(size, size),
                 ori_shape=(size, size),
                 pad_shape=(size, size),
-                modalities=('rgb', 'depth'),
+                modalities=modalities,
                 img_path='x.png'))
         sample.gt_sem_seg = PixelData(
             data=torch.randint(0, classes, (1, size, size)))

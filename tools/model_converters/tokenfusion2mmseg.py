@@ -12,11 +12,14 @@ The result ``{'state_dict': ..., 'meta': ...}`` loads into the
 
 See ``projects/tokenfusion/models/reference_checkpoint.py`` for the key
 mapping. Keys that match no mapping rule are an error, not dropped.
+:func:`convert_file` and :func:`run` are shared with
+``geminifusion2mmseg.py``.
 """
 import argparse
 import os
 import os.path as osp
 import sys
+from typing import Callable, Mapping, Optional, Sequence
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 if REPO_ROOT not in sys.path:
@@ -29,13 +32,20 @@ from projects.tokenfusion.models.reference_checkpoint import (  # noqa: E402
 
 # training state of the reference Saver kept in the output's meta
 _REFERENCE_META = ('epoch_start', 'best_val')
+# summary fields printed after a conversion, in this order
+SUMMARY_KEYS = ('num_tensors', 'fusion', 'arch', 'num_modalities',
+                'num_streams', 'in_channels', 'embed_dims', 'depths',
+                'sr_ratios', 'fused_stages', 'fusion_sites', 'fusion_channels',
+                'fusion_heads', 'hub_stages', 'head_channels', 'num_classes',
+                'alpha', 'ensemble_weights')
 
 
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
-        description='Convert an official TokenFusion segmentation '
-        'checkpoint to a TokenFusionEncoderDecoder checkpoint')
-    parser.add_argument('src', help='official checkpoint (.pth.tar)')
+def parse_args(argv=None,
+               description='Convert an official TokenFusion '
+               'segmentation checkpoint to a TokenFusionEncoderDecoder '
+               'checkpoint'):
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument('src', help='official checkpoint (.pth.tar / .pth)')
     parser.add_argument('dst', help='output checkpoint (.pth)')
     return parser.parse_args(argv)
 
@@ -48,43 +58,63 @@ def _plain(value):
     return value
 
 
-def convert(src: str, dst: str) -> dict:
-    """Convert ``src`` into ``dst``; returns the summary of the model."""
-    # the reference saves with pickle (torch < 1.6 era), not weights only
+def convert_file(src: str,
+                 dst: str,
+                 converter: Callable[[Mapping], dict],
+                 tool: str,
+                 reference_meta: Sequence[str] = _REFERENCE_META) -> dict:
+    """Convert ``src`` with ``converter`` into ``dst`` (``{'state_dict',
+    'meta'}``); returns the meta: the model summary and the training state
+    ``reference_meta`` of the file."""
+    # the references save with pickle (torch < 1.6 era), not weights only
     checkpoint = torch.load(src, map_location='cpu', weights_only=False)
     if not isinstance(checkpoint, dict):
         raise TypeError(f'expected a dict, got {type(checkpoint).__name__}')
-    state = convert_tokenfusion_reference(checkpoint)
+    state = converter(checkpoint)
     info = describe_tokenfusion_state(state)
     meta = dict(
         converted_from=osp.abspath(src),
-        converter='tools/model_converters/tokenfusion2mmseg.py',
+        converter=f'tools/model_converters/{tool}',
         num_tensors=len(state),
         **info)
     meta.update(
         {k: _plain(checkpoint[k])
-         for k in _REFERENCE_META if k in checkpoint})
+         for k in reference_meta if k in checkpoint})
     if osp.dirname(dst):
         os.makedirs(osp.dirname(dst), exist_ok=True)
     torch.save(dict(state_dict=state, meta=meta), dst)
     return meta
 
 
-def main(argv=None):
-    args = parse_args(argv)
+def run(args,
+        converter: Callable[[Mapping], dict],
+        tool: str,
+        reference_meta: Sequence[str] = _REFERENCE_META) -> dict:
+    """The CLI: convert, print the summary; any failure exits with a
+    message naming the source file."""
     try:
-        meta = convert(args.src, args.dst)
+        meta = convert_file(args.src, args.dst, converter, tool,
+                            reference_meta)
     except Exception as exc:  # noqa: BLE001  (any failure names the file)
-        raise SystemExit(f'tokenfusion2mmseg.py: cannot convert {args.src}: '
+        raise SystemExit(f'{tool}: cannot convert {args.src}: '
                          f'{type(exc).__name__}: {exc}')
     print(f'Converted {args.src} -> {args.dst}')
-    for key in ('num_tensors', 'arch', 'num_modalities', 'in_channels',
-                'embed_dims', 'depths', 'sr_ratios', 'fused_stages',
-                'head_channels', 'num_classes', 'alpha',
-                'ensemble_weights') + _REFERENCE_META:
+    for key in tuple(SUMMARY_KEYS) + tuple(reference_meta):
         if key in meta:
             print(f'  {key}: {meta[key]}')
     return meta
+
+
+def convert(src: str, dst: str) -> dict:
+    """Convert ``src`` into ``dst``; returns the summary of the model."""
+    return convert_file(src, dst, convert_tokenfusion_reference,
+                        'tokenfusion2mmseg.py')
+
+
+def main(argv: Optional[Sequence[str]] = None):
+    return run(
+        parse_args(argv), convert_tokenfusion_reference,
+        'tokenfusion2mmseg.py')
 
 
 if __name__ == '__main__':

@@ -1,18 +1,27 @@
 """State-dict conversion into TokenFusion models.
 
 Key layout of :class:`TokenFusionMiT` (NVlabs SegFormer names, no modality
-in the names; per-modality parameters carry a leading M dimension)::
+in the names; per-modality parameters carry a leading M dimension, those of
+the blocks and stage norms a leading S = ``num_streams``, which is M except
+for the GeminiFusion hub, where S = 2)::
 
     patch_embed{s}.proj.{weight,bias}      shared conv
     patch_embed{s}.norm.{weight,bias}      (M, C)
-    block{s}.{j}.norm1 / norm2             (M, C)
+    block{s}.{j}.norm1 / norm2             (S, C)
     block{s}.{j}.attn.q / kv / proj        shared Linear (kv rows: K then V)
     block{s}.{j}.attn.sr                   shared conv (stages with sr > 1)
-    block{s}.{j}.attn.norm                 (M, C)
+    block{s}.{j}.attn.norm                 (S, C)
     block{s}.{j}.mlp.fc1 / dwconv / fc2    shared
-    norm{s}.{weight,bias}                  (M, C)
+    norm{s}.{weight,bias}                  (S, C)
     score_predictor.{s-1}.{norm,fc1,fc2,fc3,fc4}   (M, ...) per modality
     exchange_allocation                    (stages, M, P, P), M > 2 only
+                                           (token fusion modes)
+    block{s}.{j}.attn.gemini.*             GeminiFusion (reference names)
+    extra_score_predictor.{s-1}.score_nets.{i}.{0,1}.{weight,bias}
+                                           GeminiFusion hub, M > 2: 0 the
+                                           depthwise 3x3 conv (C, 1, 3, 3),
+                                           1 the 1x1 conv (1, C, 1, 1);
+                                           i < M, the last net unused
 """
 import re
 from collections import OrderedDict
@@ -84,10 +93,12 @@ def mit_to_tokenfusion(state: Mapping[str, Tensor],
     """ImageNet MiT (NVlabs or mmseg layout) or TokenFusionMiT state ->
     TokenFusionMiT state shaped like ``target``.
 
-    Shared layers take the single weights; every per-modality tensor (norms,
-    unshared ablation layers) starts as M copies of the single one. The
-    classifier ``head.*`` of NVlabs files is dropped. Keys of ``target``
-    absent from ``state`` (score predictors) are left out.
+    Shared layers take the single weights; every per-modality or per-stream
+    tensor (norms, unshared ablation layers) starts as copies of the single
+    one, as many as ``target`` has rows (M, or 2 for the blocks and stage
+    norms of the GeminiFusion hub). The classifier ``head.*`` of NVlabs
+    files is dropped. Keys of ``target`` absent from ``state`` (score
+    predictors, GeminiFusion modules, hub score nets) are left out.
     """
     state = _strip_prefix(_strip_prefix(state, 'module.'), 'backbone.')
     if any(k.startswith('layers.') for k in state):

@@ -21,8 +21,14 @@ per-head 2-way softmax) over batch and pixels at once. The parameters keep
 ``nn.MultiheadAttention``'s layout and the reference names
 (``cross_attn_0_to_1``, ``cross_attn_1_to_0``, ``relation_judger.0.fc1``,
 ``relation_judger.0.fc2``, ``k_noise``, ``v_noise``).
+
+The module fuses exactly two streams. With M > 2 modalities (the DeLiVER
+branch, e.g. RGB, depth, event, LiDAR) the backbone keeps two streams, RGB
+and one auxiliary stream aggregated from the M - 1 auxiliary modalities at
+every stage by the *hub* (:class:`HubScorePredictor`, :func:`hub_scores`,
+:func:`hub_aggregate`, :func:`hub_update`), see ``TokenFusionMiT``.
 """
-from typing import Tuple
+from typing import List, Tuple
 
 import torch
 import torch.nn as nn
@@ -89,9 +95,10 @@ class GeminiFusion(nn.Module):
         channels (int): C.
         num_heads (int): Heads of the fusion attention (reference: 8 at
             every stage). C must be divisible by it.
-        num_modalities (int): Must be 2. More modalities need the
-            DeLiVER-style hub (CMNeXt-like aggregation of the auxiliary
-            modalities into one stream), which is not implemented.
+        num_modalities (int): Streams to fuse, must be 2. More
+            modalities are first reduced to two streams (RGB + one
+            auxiliary stream) by the DeLiVER-style hub of
+            ``TokenFusionMiT(fusion='geminifusion', num_modalities=M)``.
 
     Input (2*B, N, C), modality m at rows m*B..(m+1)*B (the modality stack
     of :class:`TokenFusionMiT`) -> (2*B, N, C), per modality z = s + f.
@@ -117,10 +124,11 @@ class GeminiFusion(nn.Module):
         super().__init__()
         if num_modalities != 2:
             raise NotImplementedError(
-                f'GeminiFusion is implemented for exactly 2 modalities, got '
-                f'{num_modalities}: more need the DeLiVER-style hub (one RGB '
-                'stream plus one auxiliary stream aggregated from the other '
-                'modalities, GeminiFusion DeLiVER branch), a later step.')
+                f'GeminiFusion fuses exactly 2 streams, got '
+                f'{num_modalities}: for more modalities use '
+                f"TokenFusionMiT(fusion='geminifusion', num_modalities="
+                f'{num_modalities}), whose DeLiVER-style hub aggregates the '
+                'auxiliary modalities into one stream next to RGB.')
         if channels % num_heads:
             raise ValueError(f'channels {channels} are not divisible by '
                              f'num_heads {num_heads}')
@@ -170,3 +178,126 @@ class GeminiFusion(nn.Module):
 
     def extra_repr(self) -> str:
         return f'{self.channels}, heads={self.num_heads}'
+
+
+def hub_scores(aux: torch.Tensor, hw: Tuple[int, int], dw_weight: torch.Tensor,
+               dw_bias: torch.Tensor, pw_weight: torch.Tensor,
+               pw_bias: torch.Tensor) -> torch.Tensor:
+    """Score maps of the auxiliary modalities, s_a = sigmoid(Conv1x1(
+    DWConv3x3(x_a))), one score net per auxiliary modality a.
+
+    All A nets run as one grouped convolution over the auxiliaries stacked
+    along channels.
+
+    Args:
+        aux (Tensor): Auxiliary tokens (A, B, N, C), N = H * W row-major.
+        hw (tuple): (H, W).
+        dw_weight (Tensor): (A, C, 1, 3, 3) depthwise 3x3 kernels.
+        dw_bias (Tensor): (A, C).
+        pw_weight (Tensor): (A, 1, C, 1, 1) 1x1 kernels (C -> 1).
+        pw_bias (Tensor): (A, 1).
+
+    Returns:
+        Tensor: (A, B, N, 1) scores in (0, 1), one per token.
+    """
+    a, b, n, c = aux.shape
+    x = aux.permute(1, 0, 3, 2).reshape(b, a * c, *hw)
+    x = F.conv2d(
+        x, dw_weight.flatten(0, 1), dw_bias.flatten(), padding=1, groups=a * c)
+    x = F.conv2d(x, pw_weight.flatten(0, 1), pw_bias.flatten(), groups=a)
+    return x.sigmoid().reshape(b, a, n).transpose(0, 1).unsqueeze(-1)
+
+
+def hub_aggregate(aux: torch.Tensor, scores: torch.Tensor) -> \
+        Tuple[torch.Tensor, torch.Tensor]:
+    """Scale every auxiliary modality by its scores, x_a <- x_a * s_a +
+    x_a, and take the element-wise max over the auxiliaries.
+
+    aux (A, B, N, C), scores (A, B, N, 1) -> (scaled (A, B, N, C), auxiliary
+    stream (B, N, C)).
+    """
+    scaled = aux * scores + aux
+    return scaled, scaled.amax(dim=0)
+
+
+def hub_update(scaled: torch.Tensor, stream: torch.Tensor) -> torch.Tensor:
+    """Tokens of the auxiliary modalities entering the next stage: each
+    modality's scaled pre-block tokens plus the auxiliary stream's stage
+    output (after the stage norm).
+
+    scaled (A, B, N, C), stream (B, N, C) -> (A, B, N, C).
+    """
+    return scaled + stream.unsqueeze(0)
+
+
+class HubScorePredictor(nn.Module):
+    """Score nets of one stage of the DeLiVER-style hub (the reference's
+    ``PredictorConv``, ``extra_score_predictor.{stage}``).
+
+    ``score_nets.{i}`` = Sequential(Conv2d(C, C, 3, padding=1, groups=C),
+    Conv2d(C, 1, 1), Sigmoid), both convs with bias; net i scores auxiliary
+    modality i (i = 0 is the first modality after RGB). As in the reference,
+    which builds one net per modality but only runs the first M - 1, there
+    are ``num_modalities`` nets and the last one is unused: it is kept so
+    that the released DeLiVER checkpoints load key for key, and frozen
+    (``requires_grad=False``) so that DDP and the optimiser ignore it.
+
+    Args:
+        num_modalities (int): M (RGB + M - 1 auxiliaries), at least 3.
+        channels (int): C of the stage.
+
+    Input: auxiliary tokens (M-1, B, N, C) and (H, W) -> (scaled (M-1, B,
+    N, C), auxiliary stream (B, N, C)), see :func:`hub_aggregate`.
+    """
+
+    def __init__(self, num_modalities: int, channels: int) -> None:
+        super().__init__()
+        if num_modalities < 3:
+            raise ValueError(
+                'the hub aggregates the auxiliaries of >= 3 '
+                f'modalities, got num_modalities={num_modalities}')
+        self.num_modalities = num_modalities
+        self.channels = channels
+        self.score_nets = nn.ModuleList([
+            nn.Sequential(
+                nn.Conv2d(channels, channels, 3, 1, 1, groups=channels),
+                nn.Conv2d(channels, 1, 1), nn.Sigmoid())
+            for _ in range(num_modalities)
+        ])
+        self.score_nets[-1].requires_grad_(False)
+        self.reset_parameters()
+
+    @property
+    def active_nets(self) -> List[nn.Sequential]:
+        """The M - 1 nets that score the auxiliaries."""
+        return list(self.score_nets)[:self.num_modalities - 1]
+
+    def reset_parameters(self) -> None:
+        """The reference's effective initialisation: N(0, 2 / fan_out) with
+        fan_out = k * k * out_channels (its segmentor re-initialises every
+        conv without dividing by groups), zero bias."""
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                fan_out = module.kernel_size[0] * module.kernel_size[
+                    1] * module.out_channels
+                nn.init.normal_(module.weight, 0, (2.0 / fan_out)**0.5)
+                nn.init.zeros_(module.bias)
+
+    def scores(self, aux: torch.Tensor, hw: Tuple[int, int]) -> torch.Tensor:
+        """(M-1, B, N, C) -> (M-1, B, N, 1), see :func:`hub_scores`."""
+        nets = self.active_nets
+        if aux.shape[0] != len(nets):
+            raise ValueError(f'{len(nets)} auxiliary modalities expected, got '
+                             f'{aux.shape[0]}')
+        return hub_scores(aux, hw,
+                          torch.stack([net[0].weight for net in nets]),
+                          torch.stack([net[0].bias for net in nets]),
+                          torch.stack([net[1].weight for net in nets]),
+                          torch.stack([net[1].bias for net in nets]))
+
+    def forward(self, aux: torch.Tensor, hw: Tuple[int, int]) -> \
+            Tuple[torch.Tensor, torch.Tensor]:
+        return hub_aggregate(aux, self.scores(aux, hw))
+
+    def extra_repr(self) -> str:
+        return f'{self.channels}, modalities={self.num_modalities}'

@@ -193,3 +193,17 @@ class ModalityConv2d(nn.Module):
                 f'kernel_size={self.weight.shape[-1]}, stride={self.stride}, '
                 f'groups={self.groups}, modalities={self.num_modalities}, '
                 f'shared={self.shared}')
+
+
+def split_modalities(x: torch.Tensor, num_modalities: int,
+                     in_channels: int) -> torch.Tensor:
+    """(B, M*C, H, W), the data preprocessor's channel concatenation ->
+    the modality stack (M*B, C, H, W), modality m at rows m*B..(m+1)*B."""
+    b, c, h, w = x.shape
+    if c != num_modalities * in_channels:
+        raise ValueError(
+            f'the backbone expects {num_modalities} modalities x '
+            f'{in_channels} channels = {num_modalities * in_channels} input '
+            f'channels, got {c}')
+    x = x.reshape(b, num_modalities, in_channels, h, w).transpose(0, 1)
+    return x.reshape(num_modalities * b, in_channels, h, w)

@@ -6,6 +6,11 @@ fc2) while every LayerNorm has one affine transform per modality. The
 modalities are stacked into the batch dimension, so every shared layer runs
 once on the (M*B) stack; only the norms, the score predictors and the fusion
 step look at the modality axis.
+
+GeminiFusion with M > 2 modalities follows its DeLiVER branch: two streams
+(RGB and one auxiliary stream) run through the blocks; every stage's patch
+embedding still sees all M modalities and a hub aggregates the M - 1
+auxiliary ones into the auxiliary stream (see :class:`TokenFusionMiT`).
 """
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
@@ -18,8 +23,9 @@ from mmengine.runner.checkpoint import CheckpointLoader
 from mmseg.registry import MODELS
 
 from .checkpoint_conversion import mit_to_tokenfusion
-from .gemini_fusion import GeminiFusion
-from .modality_layers import ModalityConv2d, ModalityLayerNorm, ModalityLinear
+from .gemini_fusion import GeminiFusion, HubScorePredictor, hub_update
+from .modality_layers import (ModalityConv2d, ModalityLayerNorm,
+                              ModalityLinear, split_modalities)
 from .token_fusion import (allocation_for_grid, exchange_tokens,
                            fuse_attention_output, make_group_allocation,
                            scores_from_logits)
@@ -255,9 +261,22 @@ class TokenFusionMiT(BaseModule):
     Input: (B, M * in_channels, H, W), the modalities concatenated along
     channels as ``MultiModalSegDataPreProcessor`` produces them (RGB-D with
     tiled depth: 6 channels). Output: a tuple ``(features, scores)`` where
-    ``features`` holds 4 maps (M*B, C_s, H/4/2^s, W/4/2^s), modality m at
+    ``features`` holds 4 maps (S*B, C_s, H/4/2^s, W/4/2^s), stream m at
     rows m*B..(m+1)*B, and ``scores`` one (M, B, N_s) tensor per fused
-    block (names in :attr:`fused_blocks`).
+    block (names in :attr:`fused_blocks`). S = :attr:`num_streams` is M,
+    except for GeminiFusion with M > 2 (the DeLiVER hub), where it is 2.
+
+    GeminiFusion hub (``fusion='geminifusion'``, M = 3 or 4, RGB first,
+    as the GeminiFusion DeLiVER branch): at every stage the shared
+    patch-embed conv and the M private patch-embed LayerNorms run on all
+    modalities; per auxiliary modality a score map s_a = sigmoid(Conv1x1(
+    DWConv3x3(x_a))) (``extra_score_predictor.{stage}.score_nets.{a}``)
+    scales its tokens, x_a <- x_a * s_a + x_a, and the element-wise max
+    over the auxiliaries is the auxiliary stream. Blocks (2 private norm
+    copies, GeminiFusion between RGB and that stream) and the stage norm
+    (2 copies) run on the two streams. Before the next stage, every
+    auxiliary modality's scaled tokens get the auxiliary stream's stage
+    output (after the stage norm) added. With M = 2 there is no hub.
 
     With ``num_modalities=1`` (or no fused block) this is exactly mmseg's
     ``MixVisionTransformer``.
@@ -277,7 +296,8 @@ class TokenFusionMiT(BaseModule):
             attention to a noised self key and a relation-modulated key
             carrying the other modality, on the attention output before
             the shared projection), no score predictors, no exchange; the
-            backbone then returns an empty score list. Needs M = 2.
+            backbone then returns an empty score list. M > 2 uses the hub
+            described above.
         fusion_threshold (float): θ. Defaults to 0.02.
         fuse_stages (Sequence[int]): Stages with score predictors and
             exchange (GeminiFusion modules). Defaults to all four.
@@ -349,16 +369,15 @@ class TokenFusionMiT(BaseModule):
         if fusion not in FUSION_MODES:
             raise ValueError(f'fusion must be one of {FUSION_MODES}')
         gemini = fusion == 'geminifusion'
-        if gemini and num_modalities > 2:
-            raise NotImplementedError(
-                "fusion='geminifusion' supports 2 modalities; "
-                f'{num_modalities} need the DeLiVER-style hub (RGB stream + '
-                'one auxiliary stream aggregated from the other modalities), '
-                'not implemented yet.')
         embed_dims = embed_dims or MIT_ARCHS[arch]['embed_dims']
         num_layers = tuple(num_layers or MIT_ARCHS[arch]['num_layers'])
         m = num_modalities
+        # GeminiFusion with > 2 modalities: RGB + one aggregated stream
+        hub = gemini and m > 2
+        streams = 2 if hub else m
         self.num_modalities = m
+        self.num_streams = streams
+        self.hub = hub
         self.in_channels = in_channels
         self.out_indices = tuple(out_indices)
         self.fusion = fusion
@@ -388,14 +407,15 @@ class TokenFusionMiT(BaseModule):
                 f'block{s + 1}',
                 nn.ModuleList([
                     FusedBlock(
-                        m, dims, num_heads[s], sr_ratios[s], mlp_ratio,
+                        streams, dims, num_heads[s], sr_ratios[s], mlp_ratio,
                         qkv_bias, drop_rate, attn_drop_rate, rates[cursor + j],
                         share_attn, share_mlp, share_norms,
                         fusion_heads if gemini and j in blocks else None)
                     for j in range(depth)
                 ]))
-            self.add_module(f'norm{s + 1}',
-                            ModalityLayerNorm(m, dims, shared=share_norms))
+            self.add_module(
+                f'norm{s + 1}',
+                ModalityLayerNorm(streams, dims, shared=share_norms))
             cursor += depth
             if gemini:
                 self.gemini_blocks += [f'block{s + 1}.{j}' for j in blocks]
@@ -405,7 +425,10 @@ class TokenFusionMiT(BaseModule):
         self.score_predictor = nn.ModuleDict(
             {str(s): ScorePredictor(m, self.dims[s])
              for s in self._fused})
-        if m > 2:
+        if hub:  # one score-net set per stage, as the reference
+            self.extra_score_predictor = nn.ModuleList(
+                [HubScorePredictor(m, dims) for dims in self.dims])
+        if m > 2 and not gemini:
             generator = torch.Generator().manual_seed(allocation_seed)
             self.register_buffer(
                 'exchange_allocation',
@@ -465,25 +488,18 @@ class TokenFusionMiT(BaseModule):
             return tuple(fuse_blocks.get(stage, ()))
         raise ValueError("fuse_blocks must be 'all', 'last' or a dict")
 
-    def split_modalities(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, M*C, H, W) -> (M*B, C, H, W)."""
-        b, c, h, w = x.shape
-        m = self.num_modalities
-        if c != m * self.in_channels:
-            raise ValueError(
-                f'{type(self).__name__} expects {m} modalities x '
-                f'{self.in_channels} channels = {m * self.in_channels} input '
-                f'channels, got {c}')
-        return x.reshape(b, m, self.in_channels, h,
-                         w).transpose(0, 1).reshape(m * b, self.in_channels, h,
-                                                    w)
-
     def forward(self, x: torch.Tensor):
-        x = self.split_modalities(x)
-        mb = x.shape[0]
+        x = split_modalities(x, self.num_modalities, self.in_channels)
+        b = x.shape[0] // self.num_modalities
         outs, all_scores = [], []
+        last = len(self.dims) - 1
         for s in range(len(self.dims)):
             x, hw = getattr(self, f'patch_embed{s + 1}')(x)
+            if self.hub:
+                # (M*B, N, C) -> RGB (B, N, C) + auxiliary stream (B, N, C)
+                aux = x[b:].reshape(-1, *x[:b].shape)
+                scaled, stream = self.extra_score_predictor[s](aux, hw)
+                x = torch.cat([x[:b], stream])
             fused = self._fused.get(s, ())
             allocation = None
             if fused and self.exchange_allocation is not None:
@@ -498,9 +514,15 @@ class TokenFusionMiT(BaseModule):
                 x = block(x, hw, scores, self.fusion, self.fusion_threshold,
                           allocation)
             x = getattr(self, f'norm{s + 1}')(x)
-            x = x.transpose(1, 2).reshape(mb, -1, *hw)
+            maps = x.transpose(1, 2).reshape(x.shape[0], -1, *hw)
             if s in self.out_indices:
-                outs.append(x)
+                outs.append(maps)
+            if self.hub and s < last:
+                # the auxiliaries enter the next patch embedding with the
+                # auxiliary stream's (normed) stage output added
+                x = torch.cat([x[:b], hub_update(scaled, x[b:]).flatten(0, 1)])
+                maps = x.transpose(1, 2).reshape(x.shape[0], -1, *hw)
+            x = maps
         return outs, all_scores
 
     def init_weights(self) -> None:
@@ -528,8 +550,13 @@ class TokenFusionMiT(BaseModule):
     def load_mit_checkpoint(self, path: str) -> None:
         """Initialise from an ImageNet MiT (NVlabs ``mit_b*.pth`` or
         mmseg-converted) or from a checkpoint of this model: shared layers
-        get the single weights, each modality's norms start as copies of
-        the single norm; score predictors keep their random init."""
+        get the single weights, each modality's (stream's) norms start as
+        copies of the single norm; score predictors, GeminiFusion modules
+        and the hub's score nets keep their random init.
+
+        With the GeminiFusion hub all M patch-embed norm copies get the
+        ImageNet norm (the DeLiVER reference's expansion only fills the
+        first two, ``ln_0`` / ``ln_1``, and leaves the others at 1 / 0)."""
         checkpoint = CheckpointLoader.load_checkpoint(path, map_location='cpu')
         state = checkpoint.get('state_dict',
                                checkpoint.get('model', checkpoint))
@@ -538,9 +565,9 @@ class TokenFusionMiT(BaseModule):
         # not in single-stream checkpoints: predictors start random, the
         # M > 2 allocation is drawn at construction
         missing = [
-            k for k in missing
-            if not k.startswith(('score_predictor', 'exchange_allocation'))
-            and '.attn.gemini.' not in k
+            k for k in missing if not k.startswith(
+                ('score_predictor', 'exchange_allocation',
+                 'extra_score_predictor')) and '.attn.gemini.' not in k
         ]
         if missing or unexpected:
             raise KeyError(

@@ -19,16 +19,16 @@ class TokenFusionEncoderDecoder(EncoderDecoder):
     """Encoder-decoder over a modality-stacked backbone (e.g.
     :class:`TokenFusionMiT`).
 
-    The backbone returns per-modality pyramids stacked as (M*B, ...) and the
+    The backbone returns per-stream pyramids stacked as (S*B, ...) and the
     token scores of its fused blocks. The shared decode head runs once on
-    the whole stack, giving logits y_m for every modality; the prediction is
+    the whole stack, giving logits y_m for every stream; the prediction is
     the ensemble
 
         ens = sum_m softmax(alpha)_m * detach(y_m),
 
-    with ``alpha`` (M, ) learned (``train_alpha``; the yikaiw reference
+    with ``alpha`` (S, ) learned (``train_alpha``; the yikaiw reference
     forgot to optimise it, the huawei-noah copy does). Training minimises
-    CE(y_m) for every modality + CE(ens) + λ · sparsity(scores), the last
+    CE(y_m) for every stream + CE(ens) + λ · sparsity(scores), the last
     reduced by ``sparsity_reduction`` (``'sum'`` as the reference, where
     λ = 1e-6 for the B3 recipe, or ``'mean'``). A backbone without token
     scores (``TokenFusionMiT(fusion='geminifusion')``, GeminiFusion) returns
@@ -43,9 +43,15 @@ class TokenFusionEncoderDecoder(EncoderDecoder):
     ``fusion_stats`` the fraction of exchanged channels per modality
     (``'channels/<modality>/exchanged'``).
 
+    Streams: S = ``backbone.num_streams`` (M where the backbone has none).
+    Usually one stream per modality, named after it; a GeminiFusion
+    backbone with M > 2 modalities (DeLiVER-style hub) has two, RGB and
+    the aggregated auxiliaries, named ``(<first modality>, 'aux')``
+    (:attr:`stream_names`).
+
     Predictions: ``pred_sem_seg`` / ``seg_logits`` from the ensemble, plus
-    ``pred_sem_seg_<modality>`` for every modality. Whole and slide
-    inference and mmseg's TTA work as for ``EncoderDecoder``.
+    ``pred_sem_seg_<stream>`` for every stream. Whole and slide inference
+    and mmseg's TTA work as for ``EncoderDecoder``.
 
     Args:
         sparsity_weight (float): λ. Defaults to 1e-6.
@@ -54,7 +60,8 @@ class TokenFusionEncoderDecoder(EncoderDecoder):
         channel_sparsity_weight (float): λ2 of the l1 term on the channel-
             exchange scale factors. Defaults to 0 (off; CEN / Table 9 use
             1e-3). Needs a backbone with ``channel_exchange``.
-        modality_names (Sequence[str], optional): Names used in losses and
+        modality_names (Sequence[str], optional): Names of the M
+            modalities, used (via :attr:`stream_names`) in losses and
             predictions; defaults to the data preprocessor's modalities.
         **kwargs: ``EncoderDecoder`` arguments.
     """
@@ -75,6 +82,17 @@ class TokenFusionEncoderDecoder(EncoderDecoder):
             raise ValueError(f'{len(names)} modality names {names} for a '
                              f'backbone of {self.num_modalities} modalities')
         self.modality_names = names
+        self.num_streams = getattr(self.backbone, 'num_streams',
+                                   self.num_modalities)
+        if self.num_streams == self.num_modalities:
+            self.stream_names = names
+        elif self.num_streams == 2:  # RGB + one aggregated auxiliary stream
+            self.stream_names = (names[0], 'aux')
+        else:
+            raise ValueError(
+                f'backbone.num_streams={self.num_streams} for '
+                f'{self.num_modalities} modalities: expected one stream per '
+                'modality or 2 (RGB + aggregated auxiliaries)')
         self.sparsity_weight = sparsity_weight
         if sparsity_reduction not in ('sum', 'mean'):
             raise ValueError("sparsity_reduction must be 'sum' or 'mean'")
@@ -85,31 +103,31 @@ class TokenFusionEncoderDecoder(EncoderDecoder):
                              'channel exchange (TokenFusionMiT('
                              'channel_exchange=dict(...)))')
         self.alpha = nn.Parameter(
-            torch.ones(self.num_modalities), requires_grad=train_alpha)
-        # slide inference accumulates the ensemble and every modality
+            torch.ones(self.num_streams), requires_grad=train_alpha)
+        # slide inference accumulates the ensemble and every stream
         self.out_channels = self.decode_head.out_channels * (
-            self.num_modalities + 1)
+            self.num_streams + 1)
         self.fusion_stats: Dict[str, torch.Tensor] = {}
 
     def extract_feat(self, inputs: torch.Tensor) -> List[torch.Tensor]:
         return self.backbone(inputs)[0]
 
     def modality_logits(self, inputs: torch.Tensor):
-        """Returns (logits (M, B, K, h, w), token scores of fused blocks)."""
+        """Returns (logits (S, B, K, h, w) of the S streams, token scores of
+        fused blocks)."""
         feats, scores = self.backbone(inputs)
         logits = self.decode_head(feats)
-        return logits.reshape(self.num_modalities, -1,
-                              *logits.shape[1:]), scores
+        return logits.reshape(self.num_streams, -1, *logits.shape[1:]), scores
 
     def ensemble(self, logits: torch.Tensor) -> torch.Tensor:
-        """(M, B, K, h, w) -> (B, K, h, w); gradients reach only alpha."""
+        """(S, B, K, h, w) -> (B, K, h, w); gradients reach only alpha."""
         weights = self.alpha.softmax(0).view(-1, 1, 1, 1, 1)
         return (weights * logits.detach()).sum(0)
 
     def loss(self, inputs: torch.Tensor, data_samples) -> dict:
         logits, scores = self.modality_logits(inputs)
         losses = dict()
-        for name, logit in zip(self.modality_names, logits):
+        for name, logit in zip(self.stream_names, logits):
             losses.update(
                 add_prefix(
                     self.decode_head.loss_by_feat(logit, data_samples),
@@ -123,7 +141,7 @@ class TokenFusionEncoderDecoder(EncoderDecoder):
                 scores, self.sparsity_reduction)
             self.fusion_stats = fusion_statistics(
                 scores, self.backbone.fused_blocks,
-                self.backbone.fusion_threshold, self.modality_names)
+                self.backbone.fusion_threshold, self.stream_names)
         else:  # no token scores (e.g. GeminiFusion): nothing to regularise
             self.fusion_stats = {}
         gammas = self._channel_gammas()
@@ -135,7 +153,7 @@ class TokenFusionEncoderDecoder(EncoderDecoder):
             self.fusion_stats.update(
                 channel_exchange_statistics(
                     gammas, self.backbone.channel_exchange_threshold,
-                    self.modality_names))
+                    self.stream_names))
         return losses
 
     def _channel_gammas(self) -> List[torch.Tensor]:
@@ -145,7 +163,7 @@ class TokenFusionEncoderDecoder(EncoderDecoder):
 
     def encode_decode(self, inputs: torch.Tensor, batch_img_metas) -> \
             torch.Tensor:
-        """(B, K*(M+1), H, W): ensemble logits then each modality's."""
+        """(B, K*(S+1), H, W): ensemble logits then each stream's."""
         logits, _ = self.modality_logits(inputs)
         logits = torch.cat([self.ensemble(logits)] + list(logits), dim=1)
         return resize(
@@ -163,7 +181,7 @@ class TokenFusionEncoderDecoder(EncoderDecoder):
             sample.seg_logits = PixelData(data=logits[:k])
             sample.pred_sem_seg = PixelData(
                 data=logits[:k].argmax(0, keepdim=True))
-            for i, name in enumerate(self.modality_names):
+            for i, name in enumerate(self.stream_names):
                 part = logits[(i + 1) * k:(i + 2) * k]
                 sample.set_data({
                     f'pred_sem_seg_{name}':

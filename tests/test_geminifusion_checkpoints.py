@@ -1,0 +1,487 @@
+"""Official GeminiFusion (JiaDingCN/GeminiFusion) MiT checkpoints -> our
+segmentor (``TokenFusionMiT(fusion='geminifusion')``), checked against an
+independent functional forward of the reference model.
+
+The reference forward follows the reference code path literally
+(shared/docs/geminifusion_mctf_reference.md A3, A4, A7, A11): lists of
+per-stream tensors, a Python loop over the batch, and per image and
+direction one ``torch.nn.MultiheadAttention`` call (loaded with the
+checkpoint's tensors) with query (1, N, C) and keys / values (2, N, C):
+noised self and relation-modulated self / other stream. It shares no code
+with ``projects/tokenfusion``.
+"""
+import json
+import os.path as osp
+import re
+import sys
+from collections import OrderedDict
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine import Config
+from mmseg.registry import MODELS
+
+from projects.tokenfusion.models.reference_checkpoint import (
+    GEMINI_PARAMS, convert_geminifusion_reference,
+    convert_tokenfusion_reference, describe_tokenfusion_state)
+from tools.model_converters import geminifusion2mmseg
+from .conftest import REPO_ROOT, tiny_options, tool
+from .reference_fixtures import (RandomTensors, add_mit_encoder,
+                                 add_segformer_head,
+                                 check_cli_error_names_the_file, ref_attention,
+                                 ref_ensemble, ref_head, ref_layer_norm,
+                                 ref_linear, ref_mix_ffn, ref_patch_embed,
+                                 reference_file_content)
+
+DEMO_CONFIG = osp.join(
+    REPO_ROOT, 'configs/geminifusion/'
+    'geminifusion_mit-tiny_1xb8-1k_synthetic-rgbd-64x64.py')
+
+# the demo config's MiT with 2 blocks in stage 1, E = 32; 4 fusion heads
+# (the demo config has 8) so that the config override is exercised
+M = 2
+DIMS = [16, 32, 64, 128]
+DEPTHS = [2, 1, 1, 1]
+HEADS = [1, 2, 4, 8]
+SR_RATIOS = [8, 4, 2, 1]
+FUSION_HEADS = 4
+E = 32
+K = 5
+
+# --------------------------------------------------------------------------
+# The reference checkpoint (A3 / A11 names) and forward
+# --------------------------------------------------------------------------
+
+
+def make_reference_state(seed=0, embed_modalities=None, hub=False):
+    """Weights of the reference GeminiFusion ``WeTr`` (main-branch names
+    without the DataParallel prefix). ``embed_modalities`` / ``hub``: the
+    DeLiVER model with that many modalities (patch-embed norms per
+    modality, the CMNeXt-style hub ``extra_score_predictor``)."""
+    rnd = RandomTensors(seed)
+    sd = OrderedDict()
+    sd['alpha'] = torch.tensor([0.9, -0.3])
+
+    def gemini(prefix, c):
+        for direction in ('cross_attn_0_to_1', 'cross_attn_1_to_0'):
+            # scaled up so that the 2-way attention is far from uniform
+            sd[f'{prefix}{direction}.in_proj_weight'] = 2 * rnd.weight(
+                3 * c, c)
+            sd[f'{prefix}{direction}.in_proj_bias'] = rnd.normal(
+                3 * c, std=0.1)
+            sd[f'{prefix}{direction}.out_proj.weight'] = rnd.weight(c, c)
+            sd[f'{prefix}{direction}.out_proj.bias'] = rnd.normal(c, std=0.1)
+        judger = prefix + 'relation_judger.0.'
+        sd[judger + 'fc1.weight'] = rnd.weight(c, 2 * c)
+        sd[judger + 'fc1.bias'] = rnd.normal(c, std=0.1)
+        # a spread channel softmax (not ~1/C everywhere)
+        sd[judger + 'fc2.weight'] = 4 * rnd.weight(c, c)
+        sd[judger + 'fc2.bias'] = rnd.normal(c, std=0.1)
+        sd[prefix + 'k_noise.weight'] = rnd.normal(2, c)
+        sd[prefix + 'v_noise.weight'] = rnd.normal(2, c)
+
+    add_mit_encoder(
+        sd,
+        rnd,
+        DIMS,
+        DEPTHS,
+        SR_RATIOS,
+        M,
+        attn_extra=gemini,
+        embed_modalities=embed_modalities)
+    if hub:
+        for s, c in enumerate(DIMS):
+            for i in range(embed_modalities):
+                net = f'encoder.extra_score_predictor.{s}.score_nets.{i}.'
+                sd[net + '0.weight'] = rnd.normal(c, 1, 3, 3, std=1 / 3)
+                sd[net + '0.bias'] = rnd.normal(c, std=0.1)
+                sd[net + '1.weight'] = rnd.weight(1, c, 1, 1)
+                sd[net + '1.bias'] = rnd.normal(1, std=0.1)
+    add_segformer_head(sd, rnd, DIMS, E, K)
+    return sd
+
+
+def deliver_state(state):
+    """The DeLiVER branch's names (``model.state_dict()`` of its
+    ``GeminiFusion``): ``backbone.`` / ``decode_head.`` / ``alpha``."""
+    renamed = OrderedDict()
+    for key, value in state.items():
+        key = re.sub(r'^encoder\.', 'backbone.', key)
+        renamed[re.sub(r'^decoder\.', 'decode_head.', key)] = value
+    return renamed
+
+
+def reference_mha(sd, name, channels, heads):
+    """A fresh nn.MultiheadAttention holding the checkpoint's tensors."""
+    mha = nn.MultiheadAttention(channels, heads, dropout=0., batch_first=False)
+    mha.load_state_dict({
+        p: sd[f'{name}.{p}']
+        for p in ('in_proj_weight', 'in_proj_bias', 'out_proj.weight',
+                  'out_proj.bias')
+    })
+    return mha.eval()
+
+
+def reference_gemini(x, sd, attn, heads, inter_weights):
+    """The reference Attention's cross-attention on the two streams'
+    attention outputs x = [x_0, x_1] (B, N, C), before ``attn.proj``.
+    Appends the attention weights of the inter-modal key to
+    ``inter_weights``."""
+    channels = x[0].shape[-1]
+    mhas = [
+        reference_mha(sd, attn + direction, channels, heads)
+        for direction in ('cross_attn_0_to_1', 'cross_attn_1_to_0')
+    ]
+    judger = attn + 'relation_judger.0.'
+
+    def relation_judger(pair):  # Mlp_2 (fc1, GELU, fc2), then Softmax(-1)
+        h = F.gelu(
+            F.linear(pair, sd[judger + 'fc1.weight'], sd[judger + 'fc1.bias']))
+        h = F.linear(h, sd[judger + 'fc2.weight'], sd[judger + 'fc2.bias'])
+        return torch.softmax(h, dim=-1)
+
+    new = [[], []]
+    for bs in range(x[0].shape[0]):
+        for m in range(2):
+            other = 1 - m
+            q = x[m][bs].unsqueeze(0)  # (1, N, C): the pixels are the batch
+            relation_score = relation_judger(
+                torch.cat([q, x[other][bs].unsqueeze(0)], dim=-1))
+            noise_k = sd[attn + 'k_noise.weight'][m] + q
+            noise_v = sd[attn + 'v_noise.weight'][m] + q
+            k = torch.cat([noise_k, q * relation_score], dim=0)  # (2, N, C)
+            v = torch.cat([noise_v, x[other][bs].unsqueeze(0)], dim=0)
+            out, weights = mhas[m](q, k, v)
+            inter_weights.append(weights[:, 0, 1])  # (N, ) head average
+            new[m].append(x[m][bs] + out.squeeze(0))
+    return [torch.stack(n) for n in new]
+
+
+def reference_forward(sd, inputs, heads=FUSION_HEADS):
+    """The reference GeminiFusion WeTr in eval mode on (B, 6, H, W) RGB-D.
+
+    Returns:
+        tuple: per-stream logits [y_rgb, y_depth], the ensemble and the
+        inter-modal attention weights of every fusion call.
+    """
+    xs = [inputs[:, 3 * m:3 * (m + 1)] for m in range(M)]
+    pyramids = [[] for _ in range(M)]
+    inter_weights = []
+    for s in range(4):
+        tokens = []
+        for m in range(M):
+            y, height, width = ref_patch_embed(xs[m], sd, s + 1, m)
+            tokens.append(y)
+        for j in range(DEPTHS[s]):
+            block = f'encoder.block{s + 1}.{j}.'
+            attn = [
+                ref_attention(
+                    ref_layer_norm(tokens[m], sd, block + 'norm1', m),
+                    sd,
+                    block,
+                    m,
+                    height,
+                    width,
+                    HEADS[s],
+                    SR_RATIOS[s],
+                    project=False) for m in range(M)
+            ]
+            fused = reference_gemini(attn, sd, block + 'attn.', heads,
+                                     inter_weights)
+            tokens = [
+                tokens[m] + ref_linear(fused[m], sd, block + 'attn.proj')
+                for m in range(M)
+            ]
+            tokens = [
+                tokens[m] + ref_mix_ffn(
+                    ref_layer_norm(tokens[m], sd, block + 'norm2', m), sd,
+                    block, height, width) for m in range(M)
+            ]
+        for m in range(M):
+            y = ref_layer_norm(tokens[m], sd, f'encoder.norm{s + 1}', m)
+            xs[m] = y.transpose(1, 2).reshape(y.shape[0], -1, height, width)
+            pyramids[m].append(xs[m])
+    logits = [ref_head(sd, pyramid) for pyramid in pyramids]
+    return logits, ref_ensemble(sd, logits), inter_weights
+
+
+# --------------------------------------------------------------------------
+# Official checkpoint -> our segmentor
+# --------------------------------------------------------------------------
+
+
+def write_config(path, fusion_heads=FUSION_HEADS):
+    path.write_text(f'_base_ = {DEMO_CONFIG!r}\n'
+                    'model = dict(\n'
+                    f'    backbone=dict(num_layers={DEPTHS}, '
+                    f'fusion_heads={fusion_heads}, init_cfg=None),\n'
+                    f'    decode_head=dict(channels={E}))\n')
+    return str(path)
+
+
+@pytest.fixture(scope='module')
+def converted(tmp_path_factory):
+    """A main-branch reference file, its conversion by the CLI and a
+    config of the matching segmentor (the demo config, resized)."""
+    tmp = tmp_path_factory.mktemp('geminifusion_ckpt')
+    state = make_reference_state()
+    src = str(tmp / 'mit-tiny.pth.tar')
+    torch.save(reference_file_content(state), src)
+    dst = str(tmp / 'converted' / 'geminifusion_tiny.pth')
+    meta = geminifusion2mmseg.main([src, dst])
+    return dict(
+        tmp=tmp,
+        state=state,
+        src=src,
+        dst=dst,
+        meta=meta,
+        config=write_config(tmp / 'geminifusion_tiny.py'))
+
+
+def build_segmentor(config, state_dict):
+    model = MODELS.build(Config.fromfile(config).model)
+    model.load_state_dict(state_dict, strict=True)
+    return model.eval()
+
+
+def test_converted_file_and_summary(converted):
+    saved = torch.load(converted['dst'], weights_only=True)
+    assert set(saved) == {'state_dict', 'meta'}
+    meta = saved['meta']
+    assert meta == converted['meta']
+    assert meta['epoch_start'] == 3 and meta['best_val'] == 0.5
+    assert meta['fusion'] == 'geminifusion'
+    assert meta['num_modalities'] == meta['num_streams'] == M
+    assert meta['depths'] == DEPTHS and meta['embed_dims'] == DIMS
+    assert meta['sr_ratios'] == SR_RATIOS
+    assert meta['fused_stages'] == [0, 1, 2, 3]
+    assert meta['fusion_sites'] == sum(DEPTHS)
+    assert meta['fusion_channels'] == DIMS
+    assert 'config' in meta['fusion_heads']
+    assert meta['num_classes'] == K and meta['head_channels'] == E
+    assert meta['alpha'] == pytest.approx([0.9, -0.3])
+    assert 'hub_stages' not in meta
+    state = saved['state_dict']
+    ref = converted['state']
+    assert not any('score_predictor' in k for k in state)
+    assert sum('.attn.gemini.' in k for k in state) == \
+        len(GEMINI_PARAMS) * sum(DEPTHS)
+    assert torch.equal(
+        state['backbone.block1.1.attn.gemini.cross_attn_1_to_0.'
+              'in_proj_weight'],
+        ref['encoder.block1.1.attn.cross_attn_1_to_0.in_proj_weight'])
+    assert torch.equal(
+        state['backbone.block3.0.attn.gemini.relation_judger.0.fc2.bias'],
+        ref['encoder.block3.0.attn.relation_judger.0.fc2.bias'])
+    assert torch.equal(state['backbone.block4.0.attn.gemini.v_noise.weight'],
+                       ref['encoder.block4.0.attn.v_noise.weight'])
+    assert torch.equal(state['backbone.patch_embed2.norm.weight'][1],
+                       ref['encoder.patch_embed2.norm.ln_1.weight'])
+    assert torch.equal(state['backbone.block2.0.mlp.dwconv.bias'],
+                       ref['encoder.block2.0.mlp.dwconv.dwconv.bias'])
+    # a bare state dict without the DataParallel prefix converts the same
+    bare = convert_geminifusion_reference(ref)
+    assert list(bare) == list(state)
+    assert all(torch.equal(bare[k], state[k]) for k in state)
+
+
+def test_matches_reference_forward(converted):
+    saved = torch.load(converted['dst'], weights_only=True)
+    model = build_segmentor(converted['config'], saved['state_dict'])
+    inputs = torch.randn(
+        2, 2 * 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        logits, scores = model.modality_logits(inputs)
+        ensemble = model.ensemble(logits)
+        ref_logits, ref_ensemble, inter = reference_forward(
+            converted['state'], inputs)
+    assert scores == []
+    # the fusion is not degenerate: the inter-modal key gets a spread of
+    # attention weights, neither ~0 nor ~1 everywhere
+    inter = torch.cat(inter)
+    assert 0.1 < inter.mean() < 0.9 and inter.std() > 0.05, inter
+    assert logits.shape == (M, 2, K, 16, 16)
+    diffs = [(logits[m] - ref_logits[m]).abs().max() for m in range(M)]
+    diffs.append((ensemble - ref_ensemble).abs().max())
+    print(f'max |ours - reference|: rgb {diffs[0]:.2e}, depth '
+          f'{diffs[1]:.2e}, ensemble {diffs[2]:.2e}')
+    for m in range(M):
+        torch.testing.assert_close(logits[m], ref_logits[m], rtol=0, atol=1e-4)
+    torch.testing.assert_close(ensemble, ref_ensemble, rtol=0, atol=1e-4)
+    # the ensemble weights are not uniform: it differs from the mean
+    assert (ensemble - logits.mean(0)).abs().max() > 1e-2
+
+    # the fusion heads are not in the weights: the same checkpoint loads
+    # into an 8-head model, which computes something else
+    other = build_segmentor(
+        write_config(converted['tmp'] / 'geminifusion_tiny_h8.py', 8),
+        saved['state_dict'])
+    with torch.no_grad():
+        logits8, _ = other.modality_logits(inputs)
+        ref8, _, _ = reference_forward(converted['state'], inputs, heads=8)
+    torch.testing.assert_close(logits8, torch.stack(ref8), rtol=0, atol=1e-4)
+    assert (logits8 - logits).abs().max() > 1e-2
+
+
+def test_test_tool_with_converted_checkpoint(converted):
+    tmp = converted['tmp']
+    metrics_file = osp.join(tmp, 'metrics.json')
+    log = tool(
+        [
+            sys.executable,
+            osp.join(REPO_ROOT, 'tools/test.py'), converted['config'],
+            converted['dst'], '--work-dir',
+            osp.join(tmp, 'test_work'), '--metrics-json', metrics_file,
+            '--cfg-options'
+        ] + tiny_options(osp.join(tmp, 'synthetic'), 1),
+        cwd=REPO_ROOT)
+    assert f'Load checkpoint from {converted["dst"]}' in log
+    # mmengine loads non-strictly and only warns on mismatches
+    assert 'do not match exactly' not in log, log[-4000:]
+    assert 'mIoU' in log
+    with open(metrics_file) as f:
+        metrics = json.load(f)
+    assert {'aAcc', 'mIoU', 'mAcc'} <= set(metrics)
+    assert 0 <= metrics['mIoU'] <= 100
+
+
+# --------------------------------------------------------------------------
+# DeLiVER branch
+# --------------------------------------------------------------------------
+
+
+def test_deliver_two_modalities_equal_main_branch(converted):
+    main = torch.load(converted['dst'], weights_only=True)['state_dict']
+    deliver = deliver_state(converted['state'])
+    assert 'backbone.block1.0.attn.k_noise.weight' in deliver
+    plain = convert_geminifusion_reference(deliver)
+    assert list(plain) == list(main)
+    assert all(torch.equal(plain[k], main[k]) for k in main)
+    # *_checkpoint.pth: the weights with the training state
+    src = str(converted['tmp'] / 'deliver_checkpoint.pth')
+    torch.save(
+        dict(
+            epoch=7,
+            model_state_dict=deliver,
+            optimizer_state_dict=dict(state={}, param_groups=[]),
+            loss=0.25,
+            scheduler_state_dict=dict(last_epoch=70),
+            best_miou=55.5), src)
+    dst = str(converted['tmp'] / 'deliver_converted.pth')
+    meta = geminifusion2mmseg.main([src, dst])
+    assert meta['epoch'] == 7 and meta['best_miou'] == 55.5
+    saved = torch.load(dst, weights_only=True)['state_dict']
+    assert all(torch.equal(saved[k], main[k]) for k in main)
+    # main-branch names mixed into a DeLiVER state dict are unknown
+    mixed = OrderedDict(deliver)
+    mixed['encoder.norm1.ln_0.weight'] = torch.ones(DIMS[0])
+    with pytest.raises(KeyError, match=r'encoder\.norm1\.ln_0\.weight'):
+        convert_geminifusion_reference(mixed)
+
+
+@pytest.fixture(scope='module')
+def hub_state():
+    """A DeLiVER RGB-D-E-L (4 modalities) state dict, tiny."""
+    return deliver_state(
+        make_reference_state(seed=3, embed_modalities=4, hub=True))
+
+
+def test_deliver_hub_state_dict(hub_state):
+    out = convert_geminifusion_reference(hub_state)
+    for s, c in enumerate(DIMS):
+        assert out[f'backbone.patch_embed{s + 1}.norm.weight'].shape == (4, c)
+        assert out[f'backbone.norm{s + 1}.bias'].shape == (2, c)
+        for i in range(4):
+            for key in ('0.weight', '0.bias', '1.weight', '1.bias'):
+                name = f'backbone.extra_score_predictor.{s}.score_nets.{i}.'
+                assert torch.equal(out[name + key], hub_state[name + key])
+    assert torch.equal(out['backbone.patch_embed3.norm.bias'][3],
+                       hub_state['backbone.patch_embed3.norm.ln_3.bias'])
+    assert out['backbone.block1.1.norm1.weight'].shape == (2, DIMS[0])
+    assert out['backbone.block2.0.attn.norm.weight'].shape == (2, DIMS[1])
+    assert out['alpha'].shape == (2, )
+    info = describe_tokenfusion_state(out)
+    assert info['num_modalities'] == 4 and info['num_streams'] == 2
+    assert info['hub_stages'] == [0, 1, 2, 3]
+    assert info['fusion'] == 'geminifusion'
+
+
+def test_deliver_hub_modality_errors(hub_state):
+    # block / stage norms must have the 2 streams, even with the hub
+    bad = OrderedDict(hub_state)
+    bad['backbone.block3.0.norm2.ln_2.weight'] = torch.ones(DIMS[2])
+    with pytest.raises(ValueError, match=r'block3\.0\.norm2\.weight'):
+        convert_geminifusion_reference(bad)
+    # patch-embed norms: the same M everywhere
+    bad = OrderedDict(hub_state)
+    del bad['backbone.patch_embed2.norm.ln_3.weight']
+    with pytest.raises(ValueError, match=r'patch_embed2\.norm\.weight'):
+        convert_geminifusion_reference(bad)
+    # 4 patch-embed copies without the hub: not a 2-modality model
+    bad = OrderedDict(
+        (k, v) for k, v in hub_state.items() if 'extra_score' not in k)
+    with pytest.raises(ValueError, match=r'patch_embed\d\.norm'):
+        convert_geminifusion_reference(bad)
+    # hub layers other than the depthwise conv (0) and the 1x1 conv (1)
+    bad = OrderedDict(hub_state)
+    bad['backbone.extra_score_predictor.0.score_nets.0.2.weight'] = \
+        torch.ones(1)
+    with pytest.raises(KeyError, match=r'score_nets\.0\.2\.weight'):
+        convert_geminifusion_reference(bad)
+
+
+# --------------------------------------------------------------------------
+# Errors
+# --------------------------------------------------------------------------
+
+
+def test_unknown_key_is_an_error(converted):
+    content = reference_file_content(converted['state'])
+    # a TokenFusion score predictor, our own (not the reference's) name
+    content['segmenter'][
+        'module.encoder.score_predictor.0.score_nets.0.0.weight'] = \
+        torch.ones(16)
+    content['segmenter'][
+        'module.encoder.block1.0.attn.gemini.k_noise.weight'] = \
+        torch.ones(2, 16)
+    with pytest.raises(KeyError) as error:
+        convert_geminifusion_reference(content)
+    assert 'encoder.score_predictor.0.score_nets.0.0.weight' in str(
+        error.value)
+    assert 'encoder.block1.0.attn.gemini.k_noise.weight' in str(error.value)
+    # and the TokenFusion converter refuses GeminiFusion tensors
+    with pytest.raises(KeyError, match='cross_attn_0_to_1'):
+        convert_tokenfusion_reference(
+            reference_file_content(converted['state']))
+
+
+def test_missing_fusion_key_is_an_error(converted):
+    content = reference_file_content(converted['state'])
+    del content['segmenter']['module.encoder.block2.0.attn.k_noise.weight']
+    del content['segmenter'][
+        'module.encoder.block1.1.attn.cross_attn_0_to_1.out_proj.bias']
+    with pytest.raises(KeyError) as error:
+        convert_geminifusion_reference(content)
+    assert 'block2.0.attn.k_noise.weight' in str(error.value)
+    assert 'block1.1.attn.cross_attn_0_to_1.out_proj.bias' in str(error.value)
+
+
+def test_wrong_alpha_or_streams_is_an_error(converted):
+    content = reference_file_content(converted['state'])
+    content['segmenter']['module.alpha'] = torch.ones(3)
+    with pytest.raises(ValueError, match=r'alpha has shape \(3,\)'):
+        convert_geminifusion_reference(content)
+    # a third stream in one place only
+    content = reference_file_content(converted['state'])
+    content['segmenter']['module.encoder.norm4.ln_2.weight'] = \
+        torch.ones(128)
+    with pytest.raises(ValueError, match=r'norm4\.weight'):
+        convert_geminifusion_reference(content)
+
+
+def test_cli_error_names_the_file(converted):
+    check_cli_error_names_the_file(geminifusion2mmseg.main,
+                                   reference_file_content(converted['state']),
+                                   converted['tmp'])

@@ -1,6 +1,12 @@
 # `make demo` and `make test` install what they need into .venv/ on first use
 # (tools/setup_env.sh; a second run installs nothing).
 PY := .venv/bin/python
+# fusion strategies of `make demo` besides the baselines: nofusion,
+# tokenfusion, channel, geminifusion, geminifusion-swin, all or none (several:
+# FUSION="a b"); DATA=rgbdel: the RGB / depth / event / LiDAR set
+# (tokenfusion, geminifusion) with the missing-modality table
+FUSION ?= tokenfusion
+DATA ?= rgbd
 
 .PHONY: env demo demo-3d test lint clean-demo
 
@@ -8,7 +14,7 @@ env:
 	@bash tools/setup_env.sh
 
 demo: env
-	$(PY) tools/run_demo.py
+	$(PY) tools/run_demo.py --data $(DATA) --fusion $(FUSION)
 
 demo-3d: env
 	$(PY) tools/run_demo_3d.py

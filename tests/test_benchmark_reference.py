@@ -11,8 +11,9 @@ import torch
 from projects.tokenfusion.models import (MIT_ARCHS, TokenFusionMiT,
                                          allocation_for_grid)
 from tools.analysis_tools.benchmark import (build_model, check_flops,
-                                            count_macs, count_params,
-                                            fit_power_law, main, num_tokens,
+                                            count_macs, count_macs_split,
+                                            count_params, fit_power_law,
+                                            is_fusion_name, main, num_tokens,
                                             parse_model_name)
 from tools.analysis_tools.reference_formulation import (
     ReferenceTokenFusionMiT, stack_outputs, token_exchange)
@@ -161,6 +162,69 @@ def test_geminifusion_model_costs():
         out = model(x)
     assert out.shape == (1, 40, 64, 64)
     assert count_macs(model, x) > macs  # + head
+
+
+def test_fusion_split():
+    """The fusion share of params / MACs is exactly what the fusion
+    modules add over the plain dual-stream MiT (GeminiFusion), counted once
+    however the score predictors are written (TokenFusion: ours and the
+    reference formulation agree), and zero without fusion."""
+    x = torch.randn(1, 6, 64, 64)
+    plain = TokenFusionMiT(arch='b0', fuse_stages=()).eval()
+    gemini = build_model('geminifusion', 'b0', backbone=True).eval()
+    total, fusion = count_macs_split(gemini, x)
+    assert total == count_macs(gemini, x)
+    assert fusion == total - count_macs(plain, x) > 0
+    assert count_params(gemini, fusion_only=True) == \
+        count_params(gemini) - count_params(plain)
+    ours, ref, x = tiny_pair(2)
+    splits = [count_macs_split(net, x[:1]) for net in (ours, ref)]
+    assert splits[0] == splits[1] and 0 < splits[0][1] < splits[0][0]
+    fusion_params = [count_params(net, True) for net in (ours, ref)]
+    assert fusion_params[0] == fusion_params[1] == sum(
+        p.numel() for p in ours.score_predictor.parameters())
+    rgb = build_model('rgb', 'b0', head_channels=16).eval()
+    assert count_macs_split(rgb, x[:1, :3])[1] == 0
+    assert is_fusion_name('backbone.extra_score_predictor.0.score_nets.1')
+    assert not is_fusion_name('backbone.block1.0.attn.gemini_proj')
+    assert count_params(rgb, fusion_only=True) == 0
+
+
+def test_comparison_table(tmp_path):
+    """One run compares the models at one size with every ratio to rgb;
+    target rows of models not measured are left out."""
+    out, raw = tmp_path / 'bench.md', tmp_path / 'bench.json'
+    models = ['rgb', 'concat', 'tokenfusion-m2', 'geminifusion']
+    main([
+        '--arch', 'b0', '--models', *models, '--sizes', '32x32', '--warmup',
+        '0', '--iters', '1', '--batch-size', '0', '--train-batch-size', '1',
+        '--threads', '1', '--head-channels', '16', '--in-process', '--out',
+        str(out), '--json-out',
+        str(raw)
+    ])
+    results = json.loads(raw.read_text())['32x32']
+    assert list(results) == models
+    for name, r in results.items():
+        assert set(r) == {'infer', 'train'}
+        assert r['infer']['params'] == r['train']['params']
+        assert (r['infer']['fusion_params'] > 0) == (name in models[2:])
+        assert (r['infer']['fusion_macs'] > 0) == (name in models[2:])
+    table = [
+        line.split(' | ') for line in out.read_text().splitlines()
+        if line.startswith('| ')
+    ]
+    header, rows = table[0], {row[0][2:]: row for row in table[1:]}
+    assert len(header) == 16 and header[2] == header[5] == 'x rgb'
+    assert set(rows) == set(models) | {
+        'ratio', 'tokenfusion-m2 / rgb inference latency (b1)'
+    }
+    assert all(len(rows[name]) == 16 for name in models)
+    assert rows['rgb'][2] == rows['rgb'][5] == rows['rgb'][8] == '1.00'
+    gemini = results['geminifusion']['infer']
+    assert rows['geminifusion'][3] == f"{gemini['fusion_params'] / 1e6:.2f}"
+    assert rows['geminifusion'][5] == \
+        f"{gemini['macs'] / results['rgb']['infer']['macs']:.2f}"
+    assert 'reference-m2' not in out.read_text()
 
 
 def test_fit_power_law_exact():

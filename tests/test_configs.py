@@ -36,20 +36,22 @@ def test_config_builds(path):
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         dataset = cfg[loader]['dataset']
         Compose(dataset['pipeline'])
-        assert tuple(dataset['modalities']) == tuple(
-            cfg.model.data_preprocessor.modalities), loader
+        configured = tuple(
+            m if isinstance(m, str) else m['name']
+            for m in cfg.model.data_preprocessor.modalities)
+        assert tuple(dataset['modalities']) == configured, loader
     if 'tta_pipeline' in cfg:
         Compose(cfg.tta_pipeline)
     cfg.model.backbone.init_cfg = None
     model = MODELS.build(cfg.model)
     preprocessor = model.data_preprocessor
-    streams = getattr(model.backbone, 'num_modalities', 1)
+    modalities = getattr(model.backbone, 'num_modalities', 1)
     assert sum(preprocessor.out_channels) == \
-        streams * cfg.model.backbone.in_channels
-    if streams > 1:  # one stream per modality, each of in_channels
+        modalities * cfg.model.backbone.in_channels
+    if modalities > 1:  # one input per modality, each of in_channels
         assert set(
             preprocessor.out_channels) == {cfg.model.backbone.in_channels}
-        assert len(preprocessor.modalities) == streams
+        assert len(preprocessor.modalities) == modalities
 
 
 @pytest.mark.parametrize('path', DET3D_CONFIGS, ids=osp.basename)

@@ -2,6 +2,13 @@
 set with the standard ``tools/train.py`` / ``tools/test.py`` and print one
 table.
 
+The baselines (single-modal and early concat) always run; ``--fusion``
+picks the fusion strategies (``make demo FUSION="tokenfusion geminifusion"``,
+``FUSION=all`` for every one, ``FUSION=none`` for the baselines only).
+``--data rgbdel`` (``make demo DATA=rgbdel``) runs on the synthetic RGB /
+depth / event / LiDAR set instead and adds the table of every model without
+each modality (``--missing-modality`` adds it for RGB-D).
+
 Each model is trained by ``tools/train.py CONFIG``, its final checkpoint is
 evaluated by ``tools/test.py CONFIG CKPT --show-dir vis`` (panels RGB |
 depth | prediction | ground truth under the work dir), and the metrics are
@@ -11,6 +18,7 @@ import argparse
 import json
 import os
 import os.path as osp
+import re
 import subprocess
 import sys
 import time
@@ -18,23 +26,96 @@ import time
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 SEGFORMER = 'configs/segformer'
 TOKENFUSION = 'configs/tokenfusion'
+GEMINIFUSION = 'configs/geminifusion'
 TOKENFUSION_ROW = 'TokenFusion RGB-D'  # also drawn as the paper's Figure 4
-# (row name, config) in table order
-DEMO_MODELS = [
-    ('RGB only',
-     f'{SEGFORMER}/segformer_mit-tiny_1xb8-1k_synthetic-rgb-64x64.py'),
-    ('Depth only',
-     f'{SEGFORMER}/segformer_mit-tiny_1xb8-1k_synthetic-depth-64x64.py'),
-    ('Early concat RGB-D',
-     f'{SEGFORMER}/segformer_mit-tiny-concat_1xb8-1k_synthetic-rgbd-64x64.py'),
-    (TOKENFUSION_ROW,
-     f'{TOKENFUSION}/tokenfusion_mit-tiny_1xb8-1k_synthetic-rgbd-64x64.py'),
-]
+SYNTHETIC = '1xb8-1k_synthetic'  # RGB-D demo budget: 1000 iterations
+SYNTHETIC_4 = '1xb8-3k_synthetic'  # four modalities: 3000 iterations
+# per demo data set: the baselines as (row name, config) in table order and
+# the fusion strategies as --fusion name -> (row name, config)
+DEMO_DATA = {
+    'rgbd':
+    dict(
+        description='Synthetic RGB-D test set',
+        baselines=[
+            ('RGB only',
+             f'{SEGFORMER}/segformer_mit-tiny_{SYNTHETIC}-rgb-64x64.py'),
+            ('Depth only',
+             f'{SEGFORMER}/segformer_mit-tiny_{SYNTHETIC}-depth-64x64.py'),
+            ('Early concat RGB-D', f'{SEGFORMER}/segformer_mit-tiny-concat_'
+             f'{SYNTHETIC}-rgbd-64x64.py'),
+        ],
+        fusion={
+            'nofusion':
+            ('Shared MiT, no fusion RGB-D', f'{TOKENFUSION}/tokenfusion-'
+             f'nofusion_mit-tiny_{SYNTHETIC}-rgbd-64x64.py'),
+            'tokenfusion':
+            (TOKENFUSION_ROW,
+             f'{TOKENFUSION}/tokenfusion_mit-tiny_{SYNTHETIC}-rgbd-64x64.py'),
+            'channel':
+            ('Channel exchange RGB-D', f'{TOKENFUSION}/tokenfusion-channel_'
+             f'mit-tiny_{SYNTHETIC}-rgbd-64x64.py'),
+            'geminifusion':
+            ('GeminiFusion RGB-D', f'{GEMINIFUSION}/geminifusion_mit-tiny_'
+             f'{SYNTHETIC}-rgbd-64x64.py'),
+            'geminifusion-swin': ('GeminiFusion Swin RGB-D',
+                                  f'{GEMINIFUSION}/geminifusion_'
+                                  f'swin-tiny_{SYNTHETIC}-rgbd-64x64.py'),
+        }),
+    'rgbdel':
+    dict(
+        description='Synthetic RGB / depth / event / LiDAR test set',
+        baselines=[
+            ('Early concat RGB-D-E-L', f'{SEGFORMER}/segformer_mit-tiny-'
+             f'concat_{SYNTHETIC_4}-rgbdel-64x64.py'),
+        ],
+        fusion={
+            'tokenfusion':
+            ('TokenFusion RGB-D-E-L', f'{TOKENFUSION}/'
+             f'tokenfusion_mit-tiny_{SYNTHETIC_4}-rgbdel-64x64.py'),
+            'geminifusion':
+            ('GeminiFusion RGB-D-E-L', f'{GEMINIFUSION}/geminifusion_mit-tiny_'
+             f'{SYNTHETIC_4}-rgbdel-64x64.py'),
+        }),
+}
+DEFAULT_FUSION = ('tokenfusion', )
+
+
+def demo_models(fusion=DEFAULT_FUSION, only=None, data='rgbd'):
+    """(row name, config) pairs to run on the demo set ``data``: its
+    baselines plus the chosen fusion strategies (``'all'``: every one,
+    ``'none'``: none), restricted to the rows named in ``only``."""
+    if data not in DEMO_DATA:
+        raise ValueError(f'unknown demo data {data!r}: choose from '
+                         f'{sorted(DEMO_DATA)}')
+    strategies = DEMO_DATA[data]['fusion']
+    fusion = list(fusion)
+    if 'all' in fusion:
+        fusion = list(strategies)
+    elif fusion == ['none']:
+        fusion = []
+    unknown = [f for f in fusion if f not in strategies]
+    if unknown:
+        raise ValueError(f'unknown fusion strategies {unknown} for the '
+                         f'{data} demo: choose from {sorted(strategies)}, '
+                         "'all' or 'none'")
+    models = DEMO_DATA[data]['baselines'] + [
+        strategies[f] for f in strategies if f in fusion
+    ]
+    if only:
+        names = [n for n, _ in models]
+        missing = [n for n in only if n not in names]
+        if missing:
+            raise ValueError(f'--only {missing}: not among the rows {names}')
+        models = [(n, c) for n, c in models if n in only]
+    return models
 
 
 def model_dir(work_root, name):
-    """work_dirs/demo/<row name as a folder name>"""
-    return osp.join(work_root, name.lower().replace(' ', '_').replace('-', ''))
+    """work_dirs/demo/<row name as a folder name: lower case, spaces to
+    '_', other punctuation dropped>"""
+    return osp.join(work_root,
+                    re.sub(r'[^a-z0-9_]', '',
+                           name.lower().replace(' ', '_')))
 
 
 def run(cmd, log_file):
@@ -48,6 +129,11 @@ def run(cmd, log_file):
         sys.exit(f'[demo] failed ({status}): {" ".join(cmd)}; see {log_file}')
 
 
+def last_checkpoint(work_dir):
+    with open(osp.join(work_dir, 'last_checkpoint')) as f:
+        return f.read().strip()
+
+
 def train_and_test(name, config, out_root, show=True):
     """Train CONFIG, test its last checkpoint; returns the test metrics
     (``show``: draw the test predictions under ``<work dir>/vis``)."""
@@ -57,8 +143,7 @@ def train_and_test(name, config, out_root, show=True):
     print(f'[demo] {name}: training {config}', flush=True)
     run([sys.executable, 'tools/train.py', config, '--work-dir', work_dir],
         osp.join(work_dir, 'train.log'))
-    with open(osp.join(work_dir, 'last_checkpoint')) as f:
-        checkpoint = f.read().strip()
+    checkpoint = last_checkpoint(work_dir)
     print(
         f'[demo] {name}: testing {osp.relpath(checkpoint, REPO_ROOT)}',
         flush=True)
@@ -76,10 +161,9 @@ def train_and_test(name, config, out_root, show=True):
 
 def draw_token_exchange(work_dir):
     """The paper's Figure 4 for the TokenFusion demo model."""
-    config = dict(DEMO_MODELS)[TOKENFUSION_ROW]
+    config = DEMO_DATA['rgbd']['fusion']['tokenfusion'][1]
     tokenfusion_dir = model_dir(work_dir, TOKENFUSION_ROW)
-    with open(osp.join(tokenfusion_dir, 'last_checkpoint')) as f:
-        checkpoint = f.read().strip()
+    checkpoint = last_checkpoint(tokenfusion_dir)
     out_dir = osp.join(tokenfusion_dir, 'figure4')
     run([
         sys.executable, 'tools/analysis_tools/visualize_token_exchange.py',
@@ -88,39 +172,87 @@ def draw_token_exchange(work_dir):
     return out_dir
 
 
+def missing_modality_table(models, work_dir):
+    """Every model x every missing modality (mIoU), by
+    ``tools/analysis_tools/missing_modality.py``; returns the table."""
+    out = osp.join(work_dir, 'missing_modality.md')
+    specs = [
+        f'{config}:{last_checkpoint(model_dir(work_dir, name))}'
+        for name, config in models
+    ]
+    print('[demo] evaluating every model without each modality', flush=True)
+    run([
+        sys.executable, 'tools/analysis_tools/missing_modality.py', *specs,
+        '--work-dir',
+        osp.join(work_dir, 'missing_modality'), '--out', out
+    ], osp.join(work_dir, 'missing_modality.log'))
+    with open(out) as f:
+        return f.read().strip()
+
+
 def format_table(rows):
-    header = f'| {"Model":<24} | {"aAcc":>6} | {"mIoU":>6} | {"mAcc":>6} |'
+    width = max([len('Model')] + [len(name) for name, _ in rows])
+    header = (f'| {"Model":<{width}} | {"aAcc":>6} | {"mIoU":>6} | '
+              f'{"mAcc":>6} |')
     lines = [
         header,
         '|' + '|'.join('-' * len(c) for c in header.split('|')[1:-1]) + '|'
     ]
     for name, m in rows:
-        lines.append(f'| {name:<24} | {m["aAcc"]:6.2f} | {m["mIoU"]:6.2f} | '
-                     f'{m["mAcc"]:6.2f} |')
+        lines.append(f'| {name:<{width}} | {m["aAcc"]:6.2f} | '
+                     f'{m["mIoU"]:6.2f} | {m["mAcc"]:6.2f} |')
     return '\n'.join(lines)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument(
+        '--data',
+        default='rgbd',
+        choices=sorted(DEMO_DATA),
+        help='the synthetic RGB-D set, or the RGB / depth / event / LiDAR '
+        'set (each modality carries information the others lack)')
+    parser.add_argument(
+        '--fusion',
+        nargs='+',
+        default=list(DEFAULT_FUSION),
+        help=f'fusion strategies to run besides the baselines, from '
+        f"{sorted(DEMO_DATA['rgbd']['fusion'])} (rgbd) or "
+        f"{sorted(DEMO_DATA['rgbdel']['fusion'])} (rgbdel), or 'all' / "
+        f'\'none\' (default: {" ".join(DEFAULT_FUSION)})')
+    parser.add_argument(
+        '--missing-modality',
+        action='store_true',
+        help='also evaluate every model without each of its modalities '
+        '(always done for --data rgbdel)')
+    parser.add_argument(
         '--work-dir',
-        default=osp.join(REPO_ROOT, 'work_dirs', 'demo'),
-        help='where the models, logs and drawings go')
+        help='where the models, logs and drawings go '
+        '(default: work_dirs/demo, work_dirs/demo_rgbdel for rgbdel)')
     parser.add_argument(
         '--only', nargs='+', help='run only the rows with these names')
     args = parser.parse_args(argv)
-    models = [(n, c) for n, c in DEMO_MODELS
-              if not args.only or n in args.only]
+    try:
+        models = demo_models(args.fusion, args.only, args.data)
+    except ValueError as exc:
+        parser.error(str(exc))
+    work_dir = args.work_dir or osp.join(
+        REPO_ROOT, 'work_dirs',
+        'demo' if args.data == 'rgbd' else f'demo_{args.data}')
     start = time.time()
-    rows = [(name, train_and_test(name, config, args.work_dir))
+    rows = [(name, train_and_test(name, config, work_dir))
             for name, config in models]
     table = format_table(rows)
     if any(name == TOKENFUSION_ROW for name, _ in rows):
-        figures = draw_token_exchange(args.work_dir)
+        figures = draw_token_exchange(work_dir)
         print(f'[demo] tokens exchanged by TokenFusion: {figures}/')
-    print(f'\nSynthetic RGB-D test set ({time.time() - start:.0f} s):\n')
+    if args.missing_modality or args.data == 'rgbdel':
+        table += '\n\nmIoU without one modality:\n\n' + \
+            missing_modality_table(models, work_dir)
+    print(f'\n{DEMO_DATA[args.data]["description"]} '
+          f'({time.time() - start:.0f} s):\n')
     print(table)
-    with open(osp.join(args.work_dir, 'results.md'), 'w') as f:
+    with open(osp.join(work_dir, 'results.md'), 'w') as f:
         f.write(table + '\n')
 
 

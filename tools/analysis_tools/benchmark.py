@@ -20,7 +20,10 @@ Models (MiT backbone ``--arch`` + the NVlabs SegFormer all-MLP head with
 
 Measurements, for every model and ``--sizes`` entry (H x W):
 
-* params: all parameters of backbone + head (+ ensemble weights).
+* params: all parameters of backbone + head (+ ensemble weights); "of
+  which fusion": those of the fusion modules (GeminiFusion ``gemini``,
+  TokenFusion ``score_predictor``, hub ``extra_score_predictor``; 0 for
+  rgb / concat).
 * GMACs: multiply-accumulates of one batch-1 inference forward, counted
   with the formulas of ``torch.utils.flop_counter`` in a dispatch mode
   (:class:`MacCounter`; dispatcher level, so
@@ -31,6 +34,8 @@ Measurements, for every model and ``--sizes`` entry (H x W):
   ``_scaled_dot_product_flash_attention_for_cpu`` is registered here since
   torch does not count it). Norms, activations, softmax, element-wise ops
   and the bilinear resizes are not counted (fvcore / mmengine convention).
+  "of which fusion": the MACs counted inside the fusion modules
+  (:func:`count_macs_split`, forward hooks).
   ``--check-flops`` verifies on a tiny case that TokenFusionMiT and the
   reference formulation give identical counts.
 * latency: batch 1 inference (eval mode, ``torch.no_grad``), median over
@@ -79,6 +84,15 @@ fusion (linear in tokens) give k close to 1 at these sizes. Example::
     python tools/analysis_tools/benchmark.py --scaling --arch b0 \
         --models tokenfusion-m2 geminifusion --warmup 1 --iters 1 \
         --threads 1 --timer cpu
+
+Every ``x rgb`` column is the ratio to the ``rgb`` row of the same run.
+GeminiFusion vs TokenFusion vs early concat at real size (MiT-B3, the
+smallest GeminiFusion release), one run::
+
+    python tools/analysis_tools/benchmark.py --arch b3 --sizes 480x640 \
+        --models rgb concat tokenfusion-m2 geminifusion --warmup 1 \
+        --iters 3 --threads 1 --timer cpu \
+        --out work_dirs/benchmark/b3_480x640.md
 
 Example (CPU: about 33 min for B2 with one thread of a 2-core VM; the two
 target ratios alone, ``--paired-only --paired 5``, take about 4 min)::
@@ -299,14 +313,68 @@ class MacCounter(TorchDispatchMode):
 
 def count_macs(model: nn.Module, inputs: torch.Tensor) -> int:
     """Multiply-accumulates of ``model(inputs)`` (see module docstring)."""
+    return count_macs_split(model, inputs)[0]
+
+
+# fusion modules: GeminiFusion (``...attn.gemini``), TokenFusion's score
+# predictors (``score_predictor``, ours and the reference formulation's) and
+# the DeLiVER hub's score nets of GeminiFusion with M > 2
+# (``extra_score_predictor``)
+FUSION_NAME = re.compile(
+    r'(^|\.)(gemini|score_predictor|extra_score_predictor)(\.|$)')
+
+
+def is_fusion_name(name: str) -> bool:
+    """Whether a module / parameter name belongs to a fusion module."""
+    return FUSION_NAME.search(name) is not None
+
+
+def count_macs_split(model: nn.Module, inputs: torch.Tensor) -> tuple:
+    """MACs of ``model(inputs)``, total and inside fusion modules.
+
+    The fusion share is what the counter sees between entering and leaving
+    the outermost called module whose name :func:`is_fusion_name` (forward
+    hooks with a nesting depth, so nested or uncalled containers are
+    counted once or not at all). The token exchange itself (``where``) and
+    GeminiFusion's element-wise two-key dot products are no matmuls and are
+    not counted (see ``tests/test_geminifusion.py``).
+
+    Returns:
+        tuple[int, int]: ``(total, fusion)`` multiply-accumulates.
+    """
     counter = MacCounter()
-    with torch.no_grad(), counter:
-        model(inputs)
-    return counter.flops // 2
+    state = dict(depth=0, start=0, fusion=0)
+
+    def enter(module, args):
+        if state['depth'] == 0:
+            state['start'] = counter.flops
+        state['depth'] += 1
+
+    def leave(module, args, output):
+        state['depth'] -= 1
+        if state['depth'] == 0:
+            state['fusion'] += counter.flops - state['start']
+
+    handles = []
+    for name, module in model.named_modules():
+        if is_fusion_name(name):
+            handles += [
+                module.register_forward_pre_hook(enter),
+                module.register_forward_hook(leave)
+            ]
+    try:
+        with torch.no_grad(), counter:
+            model(inputs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return counter.flops // 2, state['fusion'] // 2
 
 
-def count_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
+def count_params(model: nn.Module, fusion_only: bool = False) -> int:
+    """Parameters of ``model`` (``fusion_only``: of its fusion modules)."""
+    return sum(p.numel() for name, p in model.named_parameters()
+               if not fusion_only or is_fusion_name(name))
 
 
 def check_flops(num_modalities: int = 2) -> dict:
@@ -452,7 +520,10 @@ def run_worker(spec: dict) -> dict:
     model = _build(spec)
     _, _, channels = parse_model_name(spec['model'])
     x = torch.randn(1, channels, h, w, device=device)
-    result = dict(spec, params=count_params(model))
+    result = dict(
+        spec,
+        params=count_params(model),
+        fusion_params=count_params(model, fusion_only=True))
     memory = PeakMemory(device)
     step = make_step(model, spec, spec['batch'])
     memory.start()
@@ -466,7 +537,7 @@ def run_worker(spec: dict) -> dict:
         return result
     if spec['mode'] == 'infer':
         model.eval()
-        result['macs'] = count_macs(model, x[:1])
+        result['macs'], result['fusion_macs'] = count_macs_split(model, x[:1])
         if spec['throughput_batch']:
             step_batch = make_step(model, spec, spec['throughput_batch'])
             times = time_fn(step_batch, spec['warmup'], spec['iters'], device)
@@ -583,6 +654,8 @@ def _mib(num_bytes):
 
 
 def format_tables(results: dict, args) -> str:
+    """One markdown table per size; every ``x rgb`` is the ratio to the
+    ``rgb`` row of the same run (``-`` without it)."""
     lines = []
     for size in args.sizes:
         key = f'{size[0]}x{size[1]}'
@@ -591,23 +664,31 @@ def format_tables(results: dict, args) -> str:
         lines += [
             f'### {args.arch.upper()} at {key} (H x W), {args.device}, '
             f'{args.threads} threads, E={args.head_channels}', '',
-            '| model | params (M) | GMACs (b1) | latency b1 (ms) | x rgb | '
-            f'throughput b{args.batch_size} (img/s) | '
+            '| model | params (M) | x rgb | of which fusion (M) | '
+            'GMACs (b1) | x rgb | of which fusion | latency b1 (ms) | '
+            f'x rgb | throughput b{args.batch_size} (img/s) | '
             f'train step b{args.train_batch_size} (s) | x rgb | '
             'peak mem infer (MiB) | x rgb | peak mem train (MiB) | x rgb |',
-            '|---' * 12 + '|'
+            '|---' * 16 + '|'
         ]
+        binfer, btrain = base.get('infer', {}), base.get('train', {})
+        bparams = binfer.get('params', btrain.get('params'))
         for name in args.models:
             if name not in rows:
                 continue
             r = rows[name]
             infer, train = r.get('infer', {}), r.get('train', {})
-            binfer, btrain = base.get('infer', {}), base.get('train', {})
             params = infer.get('params', train.get('params'))
+            fusion_params = infer.get('fusion_params',
+                                      train.get('fusion_params'))
             cells = [
                 name,
                 _fmt(params, 1e-6, '.2f'),
+                _ratio(params, bparams),
+                _fmt(fusion_params, 1e-6, '.2f'),
                 _fmt(infer.get('macs'), 1e-9, '.1f'),
+                _ratio(infer.get('macs'), binfer.get('macs')),
+                _fmt(infer.get('fusion_macs'), 1e-9, '.1f'),
                 _fmt(infer.get('median'), 1e3, '.0f'),
                 _ratio(infer.get('median'), binfer.get('median')),
                 _fmt(infer.get('throughput'), 1, '.2f'),
@@ -625,6 +706,8 @@ def format_tables(results: dict, args) -> str:
 
 
 def format_targets(results: dict, args) -> list:
+    """The TokenFusion target ratios at the first size, those whose models
+    and modes were measured (none: an empty list)."""
     size = f'{args.sizes[0][0]}x{args.sizes[0][1]}'
     rows = results.get(size, {})
 
@@ -637,8 +720,7 @@ def format_targets(results: dict, args) -> list:
     ]
 
     def add(label, num, den, target, better):
-        if num is None or den is None:
-            lines.append(f'| {label} | n/a | {target} | - |')
+        if num is None or den is None:  # a model or mode not measured
             return
         value = num / den
         lines.append(f'| {label} | {value:.2f} | {target} | '
@@ -654,6 +736,8 @@ def format_targets(results: dict, args) -> list:
     add('tokenfusion-m2 / reference-m2 peak train memory',
         get('tokenfusion-m2', 'train', 'peak_memory'),
         get('reference-m2', 'train', 'peak_memory'), '< 1', lambda v: v < 1)
+    if len(lines) == 4:
+        return []
     lines.append('')
     return lines
 

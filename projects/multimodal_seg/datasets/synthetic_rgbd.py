@@ -15,7 +15,7 @@ same distribution for every class, so the outline carries no class cue.
 """
 import os
 import os.path as osp
-from typing import Tuple
+from typing import Callable, Tuple
 
 import cv2
 import numpy as np
@@ -37,12 +37,14 @@ _COLOURS = {  # RGB ranges (low, high) of the two object colours
 _CLASS_DEFS = {1: ('red', -1), 2: ('red', 1), 3: ('blue', -1), 4: ('blue', 1)}
 
 
-def render_sample(rng: np.random.Generator, size: Tuple[int, int]):
-    """Render one sample.
+def render_background(rng: np.random.Generator, size: Tuple[int, int]):
+    """The empty scene: a slanted floor plane with sensor noise, seen by an
+    untextured grey camera image.
 
     Returns:
-        tuple: ``rgb`` (H, W, 3) uint8 in RGB order, ``depth`` (H, W) uint16
-        millimetres with 0 = no measurement, ``label`` (H, W) uint8.
+        tuple: ``grid`` (yy, xx) float32 pixel coordinates, ``floor``
+        (H, W) noise-free floor depth (mm), ``depth`` (H, W) float measured
+        depth, ``rgb`` (H, W, 3) float32 image.
     """
     h, w = size
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
@@ -53,28 +55,87 @@ def render_sample(rng: np.random.Generator, size: Tuple[int, int]):
     grey = rng.uniform(80, 180)
     rgb = np.empty((h, w, 3), np.float32)
     rgb[:] = grey + rng.uniform(-15, 15, 3)
-    label = np.zeros((h, w), np.uint8)
+    return (yy, xx), floor, depth, rgb
 
+
+def object_mask(rng: np.random.Generator, grid: tuple) -> np.ndarray:
+    """(H, W) bool mask of a rectangle or an ellipse of random size and
+    position, drawn from one distribution for every class."""
+    yy, xx = grid
+    h, w = yy.shape
+    oh, ow = rng.integers(max(6, h // 6), max(8, h // 2.6), 2)
+    cy, cx = rng.uniform(0, h), rng.uniform(0, w)
+    if rng.random() < 0.5:
+        return (np.abs(yy - cy) <= oh / 2) & (np.abs(xx - cx) <= ow / 2)
+    return ((yy - cy) / (oh / 2))**2 + ((xx - cx) / (ow / 2))**2 <= 1
+
+
+def paint_rgbd(rng: np.random.Generator, rgb: np.ndarray, depth: np.ndarray,
+               floor: np.ndarray, mask: np.ndarray, colour: str,
+               direction: int) -> None:
+    """Give the pixels of ``mask`` one colour of ``colour`` (RGB only) and a
+    depth offset of 400-900 mm from the floor, towards the camera
+    (``direction`` -1, a block) or away from it (+1, a hole)."""
+    low, high = _COLOURS[colour]
+    rgb[mask] = rng.uniform(low, high)
+    depth[mask] = floor[mask] + direction * rng.uniform(400, 900)
+
+
+def finish_rgbd(rng: np.random.Generator, rgb: np.ndarray, depth: np.ndarray):
+    """Camera noise and missing depth measurements (depth 0, as real
+    sensors); returns ``rgb`` uint8 and ``depth`` uint16 (mm)."""
+    rgb += rng.normal(0, 8, rgb.shape)
+    holes = rng.random(depth.shape) < 0.01
+    depth[holes] = 0
+    rgb = np.clip(rgb, 0, 255).astype(np.uint8)
+    return rgb, np.clip(depth, 0, 65535).astype(np.uint16)
+
+
+def render_sample(rng: np.random.Generator, size: Tuple[int, int]):
+    """Render one sample.
+
+    Returns:
+        tuple: ``rgb`` (H, W, 3) uint8 in RGB order, ``depth`` (H, W) uint16
+        millimetres with 0 = no measurement, ``label`` (H, W) uint8.
+    """
+    grid, floor, depth, rgb = render_background(rng, size)
+    label = np.zeros(floor.shape, np.uint8)
     for _ in range(rng.integers(2, 5)):
         cls = int(rng.integers(1, 5))
-        colour, direction = _CLASS_DEFS[cls]
-        oh, ow = rng.integers(max(6, h // 6), max(8, h // 2.6), 2)
-        cy, cx = rng.uniform(0, h), rng.uniform(0, w)
-        if rng.random() < 0.5:
-            mask = (np.abs(yy - cy) <= oh / 2) & (np.abs(xx - cx) <= ow / 2)
-        else:
-            mask = ((yy - cy) / (oh / 2))**2 + ((xx - cx) / (ow / 2))**2 <= 1
-        low, high = _COLOURS[colour]
-        rgb[mask] = rng.uniform(low, high)
-        depth[mask] = floor[mask] + direction * rng.uniform(400, 900)
+        mask = object_mask(rng, grid)
+        paint_rgbd(rng, rgb, depth, floor, mask, *_CLASS_DEFS[cls])
         label[mask] = cls
+    rgb, depth = finish_rgbd(rng, rgb, depth)
+    return rgb, depth, label
 
-    rgb += rng.normal(0, 8, rgb.shape)
-    # Missing measurements, as real sensors have: depth 0, label unchanged.
-    holes = rng.random((h, w)) < 0.01
-    depth[holes] = 0
-    return (np.clip(rgb, 0, 255).astype(np.uint8),
-            np.clip(depth, 0, 65535).astype(np.uint16), label)
+
+def write_synthetic_set(root: str, params: dict, num_train: int, num_test: int,
+                        render: Callable) -> str:
+    """Write a generated set to ``root`` unless it is already there with the
+    same ``params`` (race-safe, see :mod:`projects.generated_data`).
+
+    ``render(rng)`` returns one sample as a dict ``folder -> array``, each
+    array written unchanged as ``<folder>/<name>.png`` (colour arrays in
+    OpenCV's BGR order); the first ``num_train`` samples are listed in
+    ``train.txt``, the next ``num_test`` in ``test.txt``. The generator is
+    seeded with ``params['seed']``.
+    """
+    tmp = begin_generation(root, params)
+    if tmp is None:
+        return root
+    rng = np.random.default_rng(params['seed'])
+    names = {'train': [], 'test': []}
+    for index in range(num_train + num_test):
+        split = 'train' if index < num_train else 'test'
+        name = f'{index:05d}'
+        for folder, array in render(rng).items():
+            os.makedirs(osp.join(tmp, folder), exist_ok=True)
+            cv2.imwrite(osp.join(tmp, folder, name + '.png'), array)
+        names[split].append(name)
+    for split, split_names in names.items():
+        with open(osp.join(tmp, f'{split}.txt'), 'w') as f:
+            f.write('\n'.join(split_names) + '\n')
+    return finish_generation(tmp, root, params)
 
 
 def generate_synthetic_rgbd(root: str,
@@ -93,25 +154,12 @@ def generate_synthetic_rgbd(root: str,
         num_test=num_test,
         image_size=list(image_size),
         seed=seed)
-    tmp = begin_generation(root, params)
-    if tmp is None:
-        return root
-    for sub in ('rgb', 'depth', 'label'):
-        os.makedirs(osp.join(tmp, sub))
-    rng = np.random.default_rng(seed)
-    names = {'train': [], 'test': []}
-    for index in range(num_train + num_test):
-        split = 'train' if index < num_train else 'test'
-        name = f'{index:05d}'
+
+    def render(rng):
         rgb, depth, label = render_sample(rng, tuple(image_size))
-        cv2.imwrite(osp.join(tmp, 'rgb', name + '.png'), rgb[..., ::-1])
-        cv2.imwrite(osp.join(tmp, 'depth', name + '.png'), depth)
-        cv2.imwrite(osp.join(tmp, 'label', name + '.png'), label)
-        names[split].append(name)
-    for split, split_names in names.items():
-        with open(osp.join(tmp, f'{split}.txt'), 'w') as f:
-            f.write('\n'.join(split_names) + '\n')
-    return finish_generation(tmp, root, params)
+        return dict(rgb=rgb[..., ::-1], depth=depth, label=label)
+
+    return write_synthetic_set(root, params, num_train, num_test, render)
 
 
 @DATASETS.register_module()

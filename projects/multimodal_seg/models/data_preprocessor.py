@@ -11,6 +11,9 @@ from mmseg.registry import MODELS
 #          std 5000), tiled to 3 channels so that the shared RGB patch
 #          embedding (and ImageNet weights) apply.
 #   hha:   ImageNet statistics, as the CMX / SA-Gate releases use for HHA.
+#   event, lidar: 8-bit 3-channel maps (DELIVER), /255 only as the
+#          CMNeXt / GeminiFusion DeLiVER code; flipped to RGB order because
+#          that code reads them with torchvision (RGB) and mmcv gives BGR.
 MODALITY_DEFAULTS = dict(
     rgb=dict(
         in_channels=3,
@@ -25,6 +28,10 @@ MODALITY_DEFAULTS = dict(
         std=[58.395, 57.12, 57.375],
         bgr_to_rgb=True,
         repeat=1),
+    event=dict(
+        in_channels=3, mean=[0.], std=[255.], bgr_to_rgb=True, repeat=1),
+    lidar=dict(
+        in_channels=3, mean=[0.], std=[255.], bgr_to_rgb=True, repeat=1),
 )
 
 

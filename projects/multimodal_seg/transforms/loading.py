@@ -89,9 +89,23 @@ def read_depth(path: str,
     return depth
 
 
+def bgr_index(channel: int, num_channels: int, path: str) -> int:
+    """Index in a decoded BGR(A) array (mmcv's order) of the
+    ``channel``-th channel in RGB(A) order; grey(+alpha) arrays keep their
+    order."""
+    if not 0 <= channel < num_channels:
+        raise ValueError(f'{path} has {num_channels} channels, channel '
+                         f'{channel} (RGB order) was asked for')
+    return 2 - channel if channel < 3 <= num_channels else channel
+
+
 class BaseLoadModality(BaseTransform):
     """Shared part of the modality loaders: find the path, check the shape
     against the image, store and register the array."""
+
+    # Resize a map of another size to the RGB size (nearest) instead of
+    # failing; set by loaders that offer it.
+    resize_to_img = False
 
     def __init__(self,
                  modality: str,
@@ -122,6 +136,11 @@ class BaseLoadModality(BaseTransform):
             raise RuntimeError(
                 f'{type(self).__name__} must run before geometric '
                 'transforms (the image was already resized or cropped)')
+        if expected is not None and self.resize_to_img and tuple(
+                array.shape[:2]) != tuple(expected[:2]):
+            array = mmcv.imresize(
+                array, (int(expected[1]), int(expected[0])),
+                interpolation='nearest')
         if expected is not None and tuple(array.shape[:2]) != tuple(
                 expected[:2]):
             raise ValueError(
@@ -175,19 +194,28 @@ class LoadModalityImageFromFile(BaseLoadModality):
     """Load an 8-bit image-like modality (HHA, event or LiDAR maps, ...) as
     float32 (H, W, C) in the file's channel order as mmcv decodes it.
 
+    With the default ``color_type='color'`` a grey image is tiled to 3
+    channels and an alpha channel dropped, as the DELIVER reference does.
+
     Args:
         modality (str): Name of the modality, e.g. ``'hha'``.
         color_type (str): mmcv ``imfrombytes`` flag: ``'color'`` (3
             channels, BGR), ``'grayscale'`` or ``'unchanged'``.
+        resize_to_img (bool): A map whose size differs from the RGB image
+            is resized to the RGB size with nearest interpolation (DELIVER
+            event frames, low-resolution sensors) instead of raising.
+            Defaults to False (sizes must match).
         backend_args (dict, optional): mmengine file backend arguments.
     """
 
     def __init__(self,
                  modality: str = 'hha',
                  color_type: str = 'color',
+                 resize_to_img: bool = False,
                  backend_args: Optional[dict] = None) -> None:
         super().__init__(modality, backend_args)
         self.color_type = color_type
+        self.resize_to_img = resize_to_img
 
     def read(self, path: str) -> np.ndarray:
         raw_bytes = fileio.get(path, backend_args=self.backend_args)
@@ -199,7 +227,8 @@ class LoadModalityImageFromFile(BaseLoadModality):
 
     def __repr__(self) -> str:
         return (f'{type(self).__name__}(modality={self.modality!r}, '
-                f'color_type={self.color_type!r})')
+                f'color_type={self.color_type!r}, '
+                f'resize_to_img={self.resize_to_img})')
 
 
 @TRANSFORMS.register_module()
@@ -210,6 +239,10 @@ class LoadValidatedAnnotations(LoadAnnotations):
     silently), and after ``reduce_zero_label`` (0 -> ignore, c -> c-1) and
     ``label_map`` hold only class indices below ``results['num_classes']``
     or the ignore index.
+
+    A colour label image is accepted when the dataset names the channel
+    holding the class in ``results['seg_map_channel']`` (RGB(A) order:
+    0 = red, as DELIVER's CARLA labels); a grey label is read as usual.
 
     Args:
         ignore_index (int): The ignore value. Defaults to 255.
@@ -235,6 +268,9 @@ class LoadValidatedAnnotations(LoadAnnotations):
                           'truncated file)')
         if label.ndim == 3 and label.shape[2] == 1:
             label = label[..., 0]
+        channel = results.get('seg_map_channel')
+        if label.ndim == 3 and channel is not None:
+            label = label[..., bgr_index(channel, label.shape[2], path)]
         if label.ndim != 2:
             raise ValueError(f'Label {path} must be a single-channel image, '
                              f'got shape {label.shape}')

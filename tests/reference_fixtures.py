@@ -16,6 +16,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+# the tiny reference model of the checkpoint tests: the demo configs' MiT
+# with 2 blocks in stage 1, head width E = 32, K classes, M modalities
+M = 2
+DIMS = [16, 32, 64, 128]
+DEPTHS = [2, 1, 1, 1]
+HEADS = [1, 2, 4, 8]
+SR_RATIOS = [8, 4, 2, 1]
+E = 32
+K = 5
+
 
 class RandomTensors:
     """Seeded random tensors of sensible scale."""

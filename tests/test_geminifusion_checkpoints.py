@@ -28,27 +28,19 @@ from projects.tokenfusion.models.reference_checkpoint import (
     convert_tokenfusion_reference, describe_tokenfusion_state)
 from tools.model_converters import geminifusion2mmseg
 from .conftest import REPO_ROOT, tiny_options, tool
-from .reference_fixtures import (RandomTensors, add_mit_encoder,
-                                 add_segformer_head,
-                                 check_cli_error_names_the_file, ref_attention,
-                                 ref_ensemble, ref_head, ref_layer_norm,
-                                 ref_linear, ref_mix_ffn, ref_patch_embed,
-                                 reference_file_content)
+from .reference_fixtures import (
+    DEPTHS, DIMS, HEADS, SR_RATIOS, E, K, M, RandomTensors, add_mit_encoder,
+    add_segformer_head, check_cli_error_names_the_file, ref_attention,
+    ref_ensemble, ref_head, ref_layer_norm, ref_linear, ref_mix_ffn,
+    ref_patch_embed, reference_file_content)
 
 DEMO_CONFIG = osp.join(
     REPO_ROOT, 'configs/geminifusion/'
     'geminifusion_mit-tiny_1xb8-1k_synthetic-rgbd-64x64.py')
 
-# the demo config's MiT with 2 blocks in stage 1, E = 32; 4 fusion heads
-# (the demo config has 8) so that the config override is exercised
-M = 2
-DIMS = [16, 32, 64, 128]
-DEPTHS = [2, 1, 1, 1]
-HEADS = [1, 2, 4, 8]
-SR_RATIOS = [8, 4, 2, 1]
+# 4 fusion heads (the demo config has 8) so that the config override is
+# exercised
 FUSION_HEADS = 4
-E = 32
-K = 5
 
 # --------------------------------------------------------------------------
 # The reference checkpoint (A3 / A11 names) and forward

@@ -5,15 +5,10 @@
 # iterations and 79.8 after 3000 (GeminiFusion 62.6 / 70.0).
 _base_ = ['./synthetic_adamw_1k.py']
 max_iters = 3000
+# the warm-up as it is, the poly decay to the new end
 param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-3, by_epoch=False, begin=0, end=50),
-    dict(
-        type='PolyLR',
-        eta_min=0.0,
-        power=1.0,
-        begin=50,
-        end=max_iters,
-        by_epoch=False)
+    dict(step, end=max_iters) if step['type'] == 'PolyLR' else step
+    for step in _base_.param_scheduler
 ]
 train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
 default_hooks = dict(checkpoint=dict(interval=max_iters))

@@ -28,11 +28,16 @@ from projects.tokenfusion.models.reference_checkpoint import (
     convert_tokenfusion_reference, describe_tokenfusion_state)
 from tools.model_converters import geminifusion2mmseg
 from .conftest import REPO_ROOT, tiny_options, tool
-from .reference_fixtures import (
-    DEPTHS, DIMS, HEADS, SR_RATIOS, E, K, M, RandomTensors, add_mit_encoder,
-    add_segformer_head, check_cli_error_names_the_file, ref_attention,
-    ref_ensemble, ref_head, ref_layer_norm, ref_linear, ref_mix_ffn,
-    ref_patch_embed, reference_file_content)
+# yapf: disable (isort and yapf wrap this import differently)
+from .reference_fixtures import (DEPTHS, DIMS, HEADS, SR_RATIOS, E, K, M,
+                                 RandomTensors, add_mit_encoder,
+                                 add_segformer_head,
+                                 check_cli_error_names_the_file, ref_attention,
+                                 ref_ensemble, ref_head, ref_layer_norm,
+                                 ref_linear, ref_mix_ffn, ref_patch_embed,
+                                 reference_file_content)
+
+# yapf: enable
 
 DEMO_CONFIG = osp.join(
     REPO_ROOT, 'configs/geminifusion/'

@@ -9,10 +9,8 @@ per-modality tensors, explicit loops over modalities, the reference's own
 parameter names (MiT layers and head in ``reference_fixtures.py``). It
 shares no code with ``projects/tokenfusion``.
 """
-import json
 import os.path as osp
 import re
-import sys
 from collections import OrderedDict
 
 import pytest
@@ -26,14 +24,15 @@ from projects.tokenfusion.models import TokenFusionMiT
 from projects.tokenfusion.models.reference_checkpoint import \
     convert_tokenfusion_reference
 from tools.model_converters import mit2tokenfusion, tokenfusion2mmseg
-from .conftest import REPO_ROOT, tiny_options, tool
+from .conftest import REPO_ROOT
 # yapf: disable (isort and yapf wrap this import differently)
 from .reference_fixtures import (DEPTHS, DIMS, HEADS, SR_RATIOS, E, K, M,
                                  RandomTensors, add_mit_encoder,
                                  add_segformer_head,
-                                 check_cli_error_names_the_file, ref_attention,
-                                 ref_ensemble, ref_head, ref_layer_norm,
-                                 ref_mix_ffn, ref_patch_embed,
+                                 check_cli_error_names_the_file,
+                                 check_test_tool_with_converted_checkpoint,
+                                 ref_attention, ref_ensemble, ref_head,
+                                 ref_layer_norm, ref_mix_ffn, ref_patch_embed,
                                  reference_file_content)
 
 # yapf: enable
@@ -230,24 +229,7 @@ def test_matches_reference_forward(converted):
 
 
 def test_test_tool_with_converted_checkpoint(converted):
-    tmp = converted['tmp']
-    metrics_file = osp.join(tmp, 'metrics.json')
-    log = tool(
-        [
-            sys.executable,
-            osp.join(REPO_ROOT, 'tools/test.py'), converted['config'],
-            converted['dst'], '--work-dir',
-            osp.join(tmp, 'test_work'), '--metrics-json', metrics_file,
-            '--cfg-options'
-        ] + tiny_options(osp.join(tmp, 'synthetic'), 1),
-        cwd=REPO_ROOT)
-    assert f'Load checkpoint from {converted["dst"]}' in log
-    # mmengine loads non-strictly and only warns on mismatches
-    assert 'do not match exactly' not in log, log[-4000:]
-    with open(metrics_file) as f:
-        metrics = json.load(f)
-    assert {'aAcc', 'mIoU', 'mAcc'} <= set(metrics)
-    assert 0 <= metrics['mIoU'] <= 100
+    check_test_tool_with_converted_checkpoint(converted)
 
 
 def test_unknown_key_is_an_error(converted):

@@ -21,6 +21,7 @@ from mmseg.models.backbones import MixVisionTransformer
 from mmseg.registry import MODELS
 
 from projects.tokenfusion.models import TokenFusionMiT
+from projects.tokenfusion.models.checkpoint_conversion import backbone_weights
 from projects.tokenfusion.models.reference_checkpoint import \
     convert_tokenfusion_reference
 from tools.model_converters import mit2tokenfusion, tokenfusion2mmseg
@@ -457,3 +458,17 @@ def test_single_modality_equals_mmseg_mit(imagenet_files):
     assert len(features) == len(expected) == 4
     for feat, ref in zip(features, expected):
         torch.testing.assert_close(feat, ref, rtol=0, atol=1e-5)
+
+
+def test_backbone_weights_of_any_checkpoint_layout():
+    weight = torch.ones(2)
+    plain = {'patch_embed1.proj.weight': weight}
+    assert backbone_weights(plain) == plain
+    assert backbone_weights({'module.patch_embed1.proj.weight':
+                             weight}) == plain
+    segmentor = {
+        'module.backbone.patch_embed1.proj.weight': weight,
+        'module.decode_head.linear_pred.weight': weight,
+        'module.alpha': weight
+    }
+    assert backbone_weights(segmentor) == plain

@@ -29,7 +29,7 @@ if REPO_ROOT not in sys.path:
 import torch  # noqa: E402
 
 from projects.tokenfusion.models.checkpoint_conversion import (  # noqa: E402
-    _strip_prefix, mit_to_tokenfusion, mmseg_mit_to_nvlabs)
+    backbone_weights, mit_to_tokenfusion, mmseg_mit_to_nvlabs)
 from projects.tokenfusion.models.tokenfusion_mit import (  # noqa: E402
     MIT_ARCHS, TokenFusionMiT)
 
@@ -58,7 +58,7 @@ def parse_args(argv=None):
 def nvlabs_state(checkpoint: dict) -> dict:
     """The MiT weights of a loaded file in NVlabs names."""
     state = checkpoint.get('state_dict', checkpoint.get('model', checkpoint))
-    state = _strip_prefix(_strip_prefix(state, 'module.'), 'backbone.')
+    state = backbone_weights(state)
     if any(k.startswith('layers.') for k in state):
         state = mmseg_mit_to_nvlabs(state)
     return state

@@ -32,9 +32,18 @@ import torch
 Tensor = torch.Tensor
 
 
-def _strip_prefix(state: Mapping[str, Tensor], prefix: str) -> Dict:
-    if state and all(k.startswith(prefix) for k in state):
-        return {k[len(prefix):]: v for k, v in state.items()}
+def backbone_weights(state: Mapping[str, Tensor]) -> Dict[str, Tensor]:
+    """The backbone part of a checkpoint's state dict: the ``module.``
+    prefix of DataParallel files dropped, and of a whole segmentor (keys
+    ``backbone.*`` beside ``decode_head.*``) only ``backbone.*``, without
+    the prefix. Other states are returned as they are."""
+    if state and all(k.startswith('module.') for k in state):
+        state = {k[len('module.'):]: v for k, v in state.items()}
+    if any(k.startswith('backbone.') for k in state):
+        return {
+            k[len('backbone.'):]: v
+            for k, v in state.items() if k.startswith('backbone.')
+        }
     return dict(state)
 
 
@@ -90,7 +99,8 @@ def _expand(value: Tensor, target: Tensor, key: str) -> Tensor:
 
 def mit_to_tokenfusion(state: Mapping[str, Tensor],
                        target: Mapping[str, Tensor]) -> Dict[str, Tensor]:
-    """ImageNet MiT (NVlabs or mmseg layout) or TokenFusionMiT state ->
+    """ImageNet MiT (NVlabs or mmseg layout) or TokenFusionMiT state (also
+    inside a whole segmentor checkpoint, see :func:`backbone_weights`) ->
     TokenFusionMiT state shaped like ``target``.
 
     Shared layers take the single weights; every per-modality or per-stream
@@ -100,7 +110,7 @@ def mit_to_tokenfusion(state: Mapping[str, Tensor],
     files is dropped. Keys of ``target`` absent from ``state`` (score
     predictors, GeminiFusion modules, hub score nets) are left out.
     """
-    state = _strip_prefix(_strip_prefix(state, 'module.'), 'backbone.')
+    state = backbone_weights(state)
     if any(k.startswith('layers.') for k in state):
         state = mmseg_mit_to_nvlabs(state)
     out = OrderedDict()

@@ -27,6 +27,7 @@ from mmengine.runner.checkpoint import CheckpointLoader
 from mmseg.models.backbones.swin import SwinTransformer
 from mmseg.registry import MODELS
 
+from .checkpoint_conversion import backbone_weights
 from .gemini_fusion import GeminiFusion
 from .modality_layers import ModalityLayerNorm, split_modalities
 from .swin_reference_checkpoint import swin_to_mmseg
@@ -264,7 +265,7 @@ class GeminiFusionSwin(SwinTransformer):
         checkpoint = CheckpointLoader.load_checkpoint(path, map_location='cpu')
         state = checkpoint.get('state_dict',
                                checkpoint.get('model', checkpoint))
-        state = _strip_prefixes(state)
+        state = backbone_weights(state)
         state = swin_to_mmseg(state)
         own = self.state_dict()
         modality_norms = {
@@ -304,16 +305,3 @@ class GeminiFusionSwin(SwinTransformer):
             'per-modality norms are loaded only from multi-modal '
             'checkpoints)',
             logger='current')
-
-
-def _strip_prefixes(state: dict) -> dict:
-    """Drop ``module.`` (DataParallel) and keep only ``backbone.*`` of a
-    whole segmentor checkpoint."""
-    if state and all(k.startswith('module.') for k in state):
-        state = {k[len('module.'):]: v for k, v in state.items()}
-    if any(k.startswith('backbone.') for k in state):
-        state = {
-            k[len('backbone.'):]: v
-            for k, v in state.items() if k.startswith('backbone.')
-        }
-    return state

@@ -22,10 +22,12 @@ demo-3d: env
 test: env
 	$(PY) -m pytest -n 2 --dist loadfile -q
 
+# style, then the architecture contracts of setup.cfg [importlinter]
 lint: env
 	$(PY) -m flake8 projects tools tests configs demo
 	$(PY) -m isort --check-only --diff projects tools tests demo
 	$(PY) -m yapf --diff --recursive projects tools tests demo
+	.venv/bin/lint-imports
 
 clean-demo:
 	rm -rf work_dirs/demo work_dirs/demo_3d

@@ -29,8 +29,9 @@ from mmdet3d.models.layers import aligned_3d_nms
 from mmdet3d.structures import Box3DMode, DepthInstance3DBoxes, Det3DDataSample
 from mmengine.dataset import Compose, pseudo_collate
 
-from projects.tokenfusion3d.projection import project_points
-from projects.tokenfusion3d.visualization import draw_projected_boxes
+from projects.multimodal_det3d.models.fusion_layers.projection import \
+    project_points
+from projects.multimodal_det3d.visualization import draw_projected_boxes
 
 
 def read_depth2img(calib: str, image: str) -> np.ndarray:

@@ -1,7 +1,17 @@
 """OpenMMLab plugin packages for multimodal fusion.
 
-Importing any sub-package (as configs do through ``custom_imports``) first
-applies :mod:`projects.mmengine_compat`, so full mmengine checkpoints load
-under torch >= 2.6.
+* :mod:`projects.fusion_math`: the fusion mathematics (torch only, no
+  registry);
+* :mod:`projects.common`: what the OpenMMLab packages share (compatibility
+  patches, runner helpers, checkpoint unwrapping, the generated-data
+  writer, CPU point ops);
+* :mod:`projects.multimodal_seg`: multimodal semantic segmentation for
+  mmseg (fused backbones with pluggable fusion layers, TokenFusion,
+  GeminiFusion, channel exchange);
+* :mod:`projects.multimodal_det3d`: multimodal 3D detection for mmdet3d
+  (TokenFusion GroupFree3D + YOLOS).
+
+Importing this package imports nothing else: the OpenMMLab packages apply
+:mod:`projects.common.mmengine_compat` themselves when imported (configs do
+it through ``custom_imports``).
 """
-from . import mmengine_compat  # noqa: F401

@@ -13,6 +13,14 @@ Each model is trained by ``tools/train.py CONFIG``, its final checkpoint is
 evaluated by ``tools/test.py CONFIG CKPT --show-dir vis`` (panels RGB |
 depth | prediction | ground truth under the work dir), and the metrics are
 collected into the table. Logs are in ``work_dirs/demo/<model>/``.
+
+Reproducibility: the data, the initialisation and the data order are seeded
+(``--seed``, default 0: the configs' seed), and every tool runs with
+``--threads`` (default 2) OpenMP / MKL threads whatever the machine has, since
+the thread count changes the order of floating-point sums. The same machine
+then prints the same table on every run; other CPUs (other vector
+instructions, other torch builds) can differ in the last digits, by less
+than what ``--seed`` changes (see the README).
 """
 import argparse
 import json
@@ -78,6 +86,8 @@ DEMO_DATA = {
         }),
 }
 DEFAULT_FUSION = ('tokenfusion', )
+# the README's figures were measured with 2 threads per tool
+DEMO_THREADS = 2
 
 
 def demo_models(fusion=DEFAULT_FUSION, only=None, data='rgbd'):
@@ -118,11 +128,23 @@ def model_dir(work_root, name):
                            name.lower().replace(' ', '_')))
 
 
-def run(cmd, log_file):
+def tool_env(threads):
+    """The environment of the tools: ``threads`` OpenMP / MKL threads."""
+    env = dict(os.environ)
+    for var in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS'):
+        env[var] = str(threads)
+    return env
+
+
+def run(cmd, log_file, threads=DEMO_THREADS):
     """Run a tool quietly; show the log tail and stop if it fails."""
     with open(log_file, 'w') as log:
         status = subprocess.call(
-            cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO_ROOT,
+            env=tool_env(threads))
     if status != 0:
         with open(log_file) as log:
             sys.stdout.write(''.join(log.readlines()[-40:]))
@@ -134,15 +156,24 @@ def last_checkpoint(work_dir):
         return f.read().strip()
 
 
-def train_and_test(name, config, out_root, show=True):
+def train_and_test(name,
+                   config,
+                   out_root,
+                   show=True,
+                   seed=None,
+                   threads=DEMO_THREADS):
     """Train CONFIG, test its last checkpoint; returns the test metrics
-    (``show``: draw the test predictions under ``<work dir>/vis``)."""
+    (``show``: draw the test predictions under ``<work dir>/vis``;
+    ``seed``: instead of the config's seed)."""
     work_dir = model_dir(out_root, name)
     os.makedirs(work_dir, exist_ok=True)
     start = time.time()
     print(f'[demo] {name}: training {config}', flush=True)
-    run([sys.executable, 'tools/train.py', config, '--work-dir', work_dir],
-        osp.join(work_dir, 'train.log'))
+    seed_args = [] if seed is None else [
+        '--cfg-options', f'randomness.seed={seed}'
+    ]
+    run([sys.executable, 'tools/train.py', config, '--work-dir', work_dir] +
+        seed_args, osp.join(work_dir, 'train.log'), threads)
     checkpoint = last_checkpoint(work_dir)
     print(
         f'[demo] {name}: testing {osp.relpath(checkpoint, REPO_ROOT)}',
@@ -152,14 +183,14 @@ def train_and_test(name, config, out_root, show=True):
     run([
         sys.executable, 'tools/test.py', config, checkpoint, '--work-dir',
         work_dir, '--metrics-json', metrics_file
-    ] + show_args, osp.join(work_dir, 'test.log'))
+    ] + show_args, osp.join(work_dir, 'test.log'), threads)
     with open(metrics_file) as f:
         metrics = json.load(f)
     print(f'[demo] {name}: done in {time.time() - start:.0f} s', flush=True)
     return metrics
 
 
-def draw_token_exchange(work_dir):
+def draw_token_exchange(work_dir, threads=DEMO_THREADS):
     """The paper's Figure 4 for the TokenFusion demo model."""
     config = DEMO_DATA['rgbd']['fusion']['tokenfusion'][1]
     tokenfusion_dir = model_dir(work_dir, TOKENFUSION_ROW)
@@ -168,11 +199,11 @@ def draw_token_exchange(work_dir):
     run([
         sys.executable, 'tools/analysis_tools/visualize_token_exchange.py',
         config, checkpoint, '--index', '0', '--out-dir', out_dir
-    ], osp.join(tokenfusion_dir, 'figure4.log'))
+    ], osp.join(tokenfusion_dir, 'figure4.log'), threads)
     return out_dir
 
 
-def missing_modality_table(models, work_dir):
+def missing_modality_table(models, work_dir, threads=DEMO_THREADS):
     """Every model x every missing modality (mIoU), by
     ``tools/analysis_tools/missing_modality.py``; returns the table."""
     out = osp.join(work_dir, 'missing_modality.md')
@@ -185,7 +216,7 @@ def missing_modality_table(models, work_dir):
         sys.executable, 'tools/analysis_tools/missing_modality.py', *specs,
         '--work-dir',
         osp.join(work_dir, 'missing_modality'), '--out', out
-    ], osp.join(work_dir, 'missing_modality.log'))
+    ], osp.join(work_dir, 'missing_modality.log'), threads)
     with open(out) as f:
         return f.read().strip()
 
@@ -231,6 +262,16 @@ def main(argv=None):
         '(default: work_dirs/demo, work_dirs/demo_rgbdel for rgbdel)')
     parser.add_argument(
         '--only', nargs='+', help='run only the rows with these names')
+    parser.add_argument(
+        '--seed',
+        type=int,
+        help="training seed of every model (default: the configs' 0)")
+    parser.add_argument(
+        '--threads',
+        type=int,
+        default=DEMO_THREADS,
+        help='OpenMP / MKL threads of every tool (default: %(default)s, '
+        'whatever the machine has: the table depends on it)')
     args = parser.parse_args(argv)
     try:
         models = demo_models(args.fusion, args.only, args.data)
@@ -240,15 +281,17 @@ def main(argv=None):
         REPO_ROOT, 'work_dirs',
         'demo' if args.data == 'rgbd' else f'demo_{args.data}')
     start = time.time()
-    rows = [(name, train_and_test(name, config, work_dir))
+    rows = [(name,
+             train_and_test(
+                 name, config, work_dir, seed=args.seed, threads=args.threads))
             for name, config in models]
     table = format_table(rows)
     if any(name == TOKENFUSION_ROW for name, _ in rows):
-        figures = draw_token_exchange(work_dir)
+        figures = draw_token_exchange(work_dir, args.threads)
         print(f'[demo] tokens exchanged by TokenFusion: {figures}/')
     if args.missing_modality or args.data == 'rgbdel':
         table += '\n\nmIoU without one modality:\n\n' + \
-            missing_modality_table(models, work_dir)
+            missing_modality_table(models, work_dir, args.threads)
     print(f'\n{DEMO_DATA[args.data]["description"]} '
           f'({time.time() - start:.0f} s):\n')
     print(table)

@@ -63,7 +63,7 @@ def draw_ground_truth(multimodal_3d_demo, scene: str):
     """The annotated boxes of a validation scene."""
     from mmdet3d.structures import DepthInstance3DBoxes
 
-    from projects.tokenfusion3d.datasets.synthetic_indoor import (
+    from projects.multimodal_det3d.datasets.synthetic_indoor import (
         SUNRGBD_CLASSES, SYNTHETIC_CLASSES)
     with open(osp.join(DATA_ROOT, 'synthetic_infos_val.pkl'), 'rb') as f:
         entries = pickle.load(f)['data_list']
@@ -133,7 +133,7 @@ def main(argv=None):
     start = time.time()
     rows = [(name, train_and_test(name, config, args.work_dir, show=False))
             for name, config in DEMO_MODELS]
-    drawing = draw_predictions(args.work_dir, args.scenes, args.score_thr)
+    drawing = draw_predictions(args.work_dir, [args.scene], args.score_thr)
     table = format_table(rows)
     print(f'\nSynthetic indoor validation set, 50 scenes '
           f'({time.time() - start:.0f} s):\n')

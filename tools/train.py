@@ -3,7 +3,7 @@
 Runs from any working directory: the repository root is put on
 ``sys.path`` so that the configs' ``custom_imports`` (``projects.*``)
 resolve, and checkpoints of torch >= 2.6 load (see
-``projects/mmengine_compat.py``).
+``projects/common/mmengine_compat.py``).
 """
 import argparse
 import os
@@ -16,8 +16,9 @@ if REPO_ROOT not in sys.path:
 
 from mmengine.config import Config, DictAction  # noqa: E402
 
-# importing projects makes checkpoints load under torch >= 2.6
-from projects import runner_utils  # noqa: E402
+# importing the compat module makes checkpoints load under torch >= 2.6
+import projects.common.mmengine_compat  # noqa: E402,F401
+from projects.common import runner_utils  # noqa: E402
 
 
 def parse_args(argv=None):

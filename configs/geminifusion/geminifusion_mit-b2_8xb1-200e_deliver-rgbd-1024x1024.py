@@ -15,7 +15,8 @@ model = dict(
             bgr_to_rgb=True,
             repeat=1)
     ]),
-    backbone=dict(num_modalities=len(modalities), drop_path_rate=0.4))
+    backbone=dict(
+        num_modalities=len(modalities), hub=None, drop_path_rate=0.4))
 train_dataloader = dict(dataset=dict(modalities=modalities))
 val_dataloader = dict(dataset=dict(modalities=modalities))
 test_dataloader = val_dataloader

@@ -18,7 +18,7 @@ _base_ = [
     '../_base_/datasets/deliver_rgbdel_1024x1024.py',
     '../_base_/default_runtime.py'
 ]
-custom_imports = dict(imports=['projects.tokenfusion'])
+custom_imports = dict(imports=['projects.multimodal_seg'])
 crop_size = (1024, 1024)
 modalities = ('rgb', 'depth', 'event', 'lidar')
 checkpoint = 'https://download.openmmlab.com/mmsegmentation/v0.5/pretrain/segformer/mit_b2_20220624-66e8bf70.pth'  # noqa
@@ -42,6 +42,8 @@ model = dict(
     backbone=dict(
         arch='b2',
         num_modalities=len(modalities),
+        # two streams: RGB and the aggregated depth / event / LiDAR
+        hub=dict(type='AuxiliaryHub'),
         drop_path_rate=0.2,
         init_cfg=dict(type='Pretrained', checkpoint=checkpoint)),
     decode_head=dict(

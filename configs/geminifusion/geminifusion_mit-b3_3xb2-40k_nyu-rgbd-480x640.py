@@ -15,7 +15,7 @@ _base_ = [
     '../_base_/datasets/nyu_rgbd_480x640.py', '../_base_/default_runtime.py',
     '../_base_/schedules/tokenfusion_staged.py'
 ]
-custom_imports = dict(imports=['projects.tokenfusion'])
+custom_imports = dict(imports=['projects.multimodal_seg'])
 crop_size = (480, 640)
 checkpoint = 'https://download.openmmlab.com/mmsegmentation/v0.5/pretrain/segformer/mit_b3_20220624-13b1141c.pth'  # noqa
 model = dict(
@@ -65,5 +65,5 @@ optim_wrapper = dict(
     paramwise_cfg=dict(
         custom_keys=dict(
             norm=dict(decay_mult=0.0), decode_head=dict(lr_mult=10.0))))
-# no token scores, hence no TokenFusionStatsHook
+# GeminiFusion logs no statistics, hence no FusionStatsHook
 custom_hooks = [dict(type='RestartOptimizerHook')]

@@ -8,7 +8,7 @@
 # the reference: shorter side 480, both sides rounded to a multiple of 32,
 # single scale. Reference result: 52.7 mIoU (released checkpoint, best-on-
 # val ensemble). The GeminiFusion release uses DFormer's SUN RGB-D files:
-# set `layout='dformer'` on the datasets (README "Datasets") to read them.
+# set `layout='dformer'` on the datasets (docs/data.md) to read them.
 _base_ = ['./geminifusion_mit-b3_3xb2-40k_nyu-rgbd-480x640.py']
 dataset_type = 'SUNRGBDSegDataset'
 data_root = 'data/sunrgbd'

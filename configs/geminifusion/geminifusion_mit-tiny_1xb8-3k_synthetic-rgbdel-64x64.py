@@ -8,8 +8,10 @@ _base_ = [
     '../tokenfusion/tokenfusion_mit-tiny_1xb8-3k_synthetic-rgbdel-64x64.py'
 ]
 model = dict(
-    sparsity_weight=0.0, backbone=dict(fusion='geminifusion', fusion_heads=8))
+    backbone=dict(
+        hub=dict(type='AuxiliaryHub'),
+        fusion=dict(_delete_=True, type='GeminiFusion', heads=8)))
 # the fusion modules at 1/10 of the lr, as in the RGB-D demo config
 optim_wrapper = dict(
-    paramwise_cfg=dict(custom_keys=dict(gemini=dict(lr_mult=0.1))))
-custom_hooks = []  # no token scores to log
+    paramwise_cfg=dict(custom_keys=dict(fusion_layers=dict(lr_mult=0.1))))
+custom_hooks = []  # GeminiFusion logs no statistics

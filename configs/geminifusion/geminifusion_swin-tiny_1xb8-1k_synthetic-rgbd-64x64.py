@@ -17,6 +17,6 @@ model = dict(
         init_cfg=None),
     decode_head=dict(in_channels=[16, 32, 64, 128]))
 # the fusion modules at 1/10 of the lr, as in the MiT demo config (their
-# parameters are named ...attn.drop.fusion.* here)
+# parameters are backbone.fusion_layers.*, as in the MiT config)
 optim_wrapper = dict(
-    paramwise_cfg=dict(custom_keys=dict(fusion=dict(lr_mult=0.1))))
+    paramwise_cfg=dict(custom_keys=dict(fusion_layers=dict(lr_mult=0.1))))

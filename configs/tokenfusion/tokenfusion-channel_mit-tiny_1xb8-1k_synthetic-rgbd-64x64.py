@@ -4,6 +4,15 @@
 # term λ2 · Σ|γ| on those LayerNorms' scale factors (λ2 = 1e-3).
 _base_ = ['./tokenfusion_mit-tiny_1xb8-1k_synthetic-rgbd-64x64.py']
 model = dict(
-    channel_sparsity_weight=1e-3,
-    backbone=dict(
-        channel_exchange=dict(threshold=2e-2, norms=('norm1', 'norm2'))))
+    backbone=dict(fusion=[
+        dict(
+            type='TokenExchange',
+            threshold=0.02,
+            sparsity_weight=0.01,
+            sparsity_reduction='mean'),
+        dict(
+            type='ChannelExchange',
+            threshold=2e-2,
+            norms=('norm1', 'norm2'),
+            sparsity_weight=1e-3)
+    ]))

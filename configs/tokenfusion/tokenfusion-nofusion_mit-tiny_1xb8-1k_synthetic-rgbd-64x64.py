@@ -4,5 +4,5 @@
 # logits) without score predictors or token exchange, so the modalities meet
 # only in the ensemble.
 _base_ = ['./tokenfusion_mit-tiny_1xb8-1k_synthetic-rgbd-64x64.py']
-model = dict(sparsity_weight=0.0, backbone=dict(fuse_stages=()))
-custom_hooks = []  # no token scores to log
+model = dict(backbone=dict(fusion=None))
+custom_hooks = []  # no fusion layer, nothing to log

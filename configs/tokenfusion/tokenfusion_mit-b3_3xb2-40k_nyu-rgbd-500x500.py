@@ -7,7 +7,7 @@ _base_ = [
     '../_base_/datasets/nyu_rgbd_480x640.py', '../_base_/default_runtime.py',
     '../_base_/schedules/tokenfusion_staged.py'
 ]
-custom_imports = dict(imports=['projects.tokenfusion'])
+custom_imports = dict(imports=['projects.multimodal_seg'])
 crop_size = (500, 500)
 checkpoint = 'https://download.openmmlab.com/mmsegmentation/v0.5/pretrain/segformer/mit_b3_20220624-13b1141c.pth'  # noqa
 model = dict(

@@ -8,7 +8,7 @@ _base_ = [
     'mmdet3d::groupfree3d/groupfree3d_w2x-head-L12-O512_4xb8_scannet-seg.py'
 ]
 custom_imports = dict(
-    imports=['projects.tokenfusion3d'], allow_failed_imports=False)
+    imports=['projects.multimodal_det3d'], allow_failed_imports=False)
 deit_small = ('https://dl.fbaipublicfiles.com/deit/'
               'deit_small_patch16_224-cd65a155.pth')
 num_views = 10

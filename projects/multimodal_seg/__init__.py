@@ -1,8 +1,11 @@
-"""Multimodal (RGB + depth / HHA / ...) semantic segmentation for mmseg:
-datasets, loading and packing transforms, the per-modality data
-preprocessor and the panel visualizer. Importing the package registers all
-of them in mmseg's registries."""
+"""Multimodal (RGB + depth / HHA / event / LiDAR ...) semantic segmentation
+for mmseg: datasets and transforms, the per-modality data preprocessor,
+fused backbones (MiT, Swin) with pluggable fusion layers (TokenFusion's
+token exchange, GeminiFusion, channel exchange), the multi-stream
+segmentor, training hooks and schedules, and the panel visualizer.
+Importing the package registers all of them in mmseg's registries."""
+import projects.common.mmengine_compat  # noqa: F401
 from .datasets import *  # noqa: F401,F403
+from .engine import *  # noqa: F401,F403
 from .models import *  # noqa: F401,F403
-from .transforms import *  # noqa: F401,F403
 from .visualization import *  # noqa: F401,F403

@@ -40,8 +40,8 @@ from mmdet3d.structures import DepthInstance3DBoxes, Det3DDataSample
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
-import projects.tokenfusion3d  # noqa: F401
-from tools.analysis_tools.benchmark import time_fn
+import projects.multimodal_det3d  # noqa: F401
+from tools.analysis_tools.benchmarking.timing import time_fn
 
 SCANNET_GF = ('mmdet3d::groupfree3d/'
               'groupfree3d_w2x-head-L12-O512_4xb8_scannet-seg.py')

@@ -1,9 +1,10 @@
 """Compare the pure-torch point ops with mmcv's CUDA kernels (GPU machine).
 
-For every operator of :mod:`projects.cpu_point_ops.torch_ops` this script
-runs mmcv's original (``projects.cpu_point_ops.ORIGINALS``) on CUDA and the
-torch version on ``--fallback-device`` (the CPU by default, the path the
-dispatchers take) on the same random scene-sized inputs, and prints per op
+For every operator of :mod:`projects.common.cpu_point_ops.torch_ops` this
+script runs mmcv's original (``projects.common.cpu_point_ops.ORIGINALS``) on
+CUDA and the torch version on ``--fallback-device`` (the CPU by default, the
+path the dispatchers take) on the same random scene-sized inputs, and prints
+per op
 
 - ``max_abs``: the largest absolute difference of float outputs (and of the
   gradients w.r.t. ``features`` for the differentiable ops);
@@ -15,8 +16,8 @@ dispatchers take) on the same random scene-sized inputs, and prints per op
 - the median run time of each side.
 
 Exit status 1 if any op has an unexplained mismatch or a float difference
-above its tolerance, else 0. ``tests/test_cpu_point_ops.py`` runs the same
-comparisons on small inputs when CUDA is available.
+above its tolerance, else 0. ``tests/common/test_cpu_point_ops.py`` runs the
+same comparisons on small inputs when CUDA is available.
 
 Example::
 
@@ -39,7 +40,7 @@ REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
-from projects.cpu_point_ops import ORIGINALS, torch_ops  # noqa: E402
+from projects.common.cpu_point_ops import ORIGINALS, torch_ops  # noqa: E402
 
 #: Relative gap under which two float candidates count as a tie.
 TIE_RTOL = 1e-5

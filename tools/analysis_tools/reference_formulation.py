@@ -1,12 +1,14 @@
 """TokenFusion's MiT computed the way the public reference code computes it.
 
-Used by ``benchmark.py`` as the baseline that :class:`TokenFusionMiT`
+Used by ``benchmark.py`` (its ``reference-mN`` models, behind
+:class:`~tools.analysis_tools.benchmarking.models.ReferenceBackbone`) as the
+baseline that :class:`FusedMiT` with a ``TokenExchange`` fusion layer
 (modalities stacked in the batch, one call of every shared layer on the
 (M*B) stack, ``scaled_dot_product_attention``, vectorised per-modality
-norms) is compared against. The module here holds exactly the parameters of
-a ``TokenFusionMiT`` (it is built from one, see
-:meth:`ReferenceTokenFusionMiT.from_tokenfusion`) but follows the reference
-formulation (``docs/tokenfusion_reference.md`` §1-§2):
+norms) is compared against. The module here holds exactly the parameters
+of such a ``FusedMiT`` (it is built from one, see
+:meth:`ReferenceTokenFusionMiT.from_fused`) but follows the reference
+formulation (``docs/tokenfusion.md``, "What the reference computes"):
 
 * every tensor is a Python list with one (B, N, C) / (B, C, H, W) tensor per
   modality;
@@ -20,10 +22,10 @@ formulation (``docs/tokenfusion_reference.md`` §1-§2):
   ``LogSoftmax`` and the exchange is a boolean-mask assignment.
 
 For M > 2 modalities the source of an exchanged token follows the group
-allocation of the ``TokenFusionMiT`` (:func:`allocation_for_grid`), as the
-reference itself only handles M = 2. Only the reference's configuration is
-supported: shared attention / Mix-FFN weights, per-modality norms,
-``fusion='attention'``.
+allocation of the ``TokenExchange`` layer (:func:`allocation_for_grid`), as
+the reference itself only handles M = 2. Only the reference's configuration
+is supported: shared attention / Mix-FFN weights, per-modality norms, one
+``TokenExchange(variant='attention')`` fusion layer.
 """
 from typing import List, Optional, Sequence
 
@@ -31,7 +33,8 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from projects.tokenfusion.models import TokenFusionMiT, allocation_for_grid
+from projects.fusion_math.token_exchange import allocation_for_grid
+from projects.multimodal_seg.models import FusedMiT, TokenExchange
 
 
 class ModuleParallel(nn.Module):
@@ -245,11 +248,12 @@ class OverlapPatchEmbed(nn.Module):
 class ReferenceTokenFusionMiT(nn.Module):
     """The fused MiT in the reference's list-of-modalities formulation.
 
-    Build it with :meth:`from_tokenfusion`. Input: (B, M * C_in, H, W) as
-    ``TokenFusionMiT``. Output: ``(pyramids, scores)`` where ``pyramids``
+    Build it with :meth:`from_fused`. Input: (B, M * C_in, H, W) as
+    ``FusedMiT``. Output: ``(pyramids, scores)`` where ``pyramids``
     holds per modality its list of 4 maps (B, C_s, H_s, W_s) and ``scores``
     per fused block the list of per-modality (B, N_s) scores.
-    :func:`stack_outputs` converts this to ``TokenFusionMiT``'s layout.
+    :func:`stack_outputs` converts this to the layout of ``FusedMiT``'s
+    features and its ``TokenExchange`` layer's scores.
     """
 
     def __init__(self,
@@ -302,17 +306,23 @@ class ReferenceTokenFusionMiT(nn.Module):
             self.exchange_allocation = None
 
     @classmethod
-    def from_tokenfusion(cls,
-                         model: TokenFusionMiT) -> 'ReferenceTokenFusionMiT':
+    def from_fused(cls, model: FusedMiT) -> 'ReferenceTokenFusionMiT':
         """The reference formulation with the weights of ``model``.
 
         Shared layers get the single weights, the i-th ``nn.LayerNorm`` of
         every ``LayerNormParallel`` / score net row i of the (M, C)
         per-modality weights.
         """
-        if model.fusion != 'attention':
-            raise NotImplementedError("only fusion='attention' (reference)")
+        layers = list(model.fusion_layers)
+        if len(layers) != 1 or not isinstance(layers[0], TokenExchange) \
+                or layers[0].variant != 'attention':
+            raise NotImplementedError(
+                "only one TokenExchange(variant='attention') fusion layer "
+                '(the reference)')
+        exchange = layers[0]
         m = model.num_modalities
+        if model.num_streams != m:
+            raise NotImplementedError('only one stream per modality')
         blocks1 = model.block1[0]
         if not (blocks1.attn.q.shared and blocks1.mlp.fc1.shared):
             raise NotImplementedError('only shared attention / Mix-FFN')
@@ -340,10 +350,10 @@ class ReferenceTokenFusionMiT(nn.Module):
             mlp_ratio=first[0].mlp.fc1.out_features // model.dims[0],
             qkv_bias=first[0].attn.q.bias is not None,
             drop_path_rates=rates,
-            fused=model._fused,
-            threshold=model.fusion_threshold,
+            fused=exchange.placement,
+            threshold=exchange.threshold,
             out_indices=model.out_indices,
-            exchange_allocation=model.exchange_allocation)
+            exchange_allocation=exchange.allocation)
         ref.load_state_dict(
             tokenfusion_to_reference_state(model.state_dict(), m))
         return ref.to(next(model.parameters()).device)
@@ -381,25 +391,31 @@ class ReferenceTokenFusionMiT(nn.Module):
 
 
 def stack_outputs(pyramids: List[List[Tensor]], scores: List[List[Tensor]]):
-    """Reference outputs -> ``TokenFusionMiT``'s layout: per level
+    """Reference outputs -> ``FusedMiT``'s layout: per level
     (M*B, C, H, W) and per fused block (M, B, N)."""
     feats = [torch.cat(level, dim=0) for level in zip(*pyramids)]
     return feats, [torch.stack(s, dim=0) for s in scores]
 
 
+# where FusedMiT keeps its (only) TokenExchange layer
+_EXCHANGE = 'fusion_layers.0.'
+
+
 def tokenfusion_to_reference_state(state: dict, num_modalities: int) -> dict:
-    """Map a ``TokenFusionMiT`` state dict (shared attention / Mix-FFN,
-    per-modality norms) to :class:`ReferenceTokenFusionMiT`'s keys."""
+    """Map a ``FusedMiT`` state dict (shared attention / Mix-FFN,
+    per-modality norms, one ``TokenExchange`` fusion layer) to
+    :class:`ReferenceTokenFusionMiT`'s keys."""
     shared = ('.attn.q.', '.attn.kv.', '.attn.proj.', '.attn.sr.', '.mlp.fc1.',
               '.mlp.fc2.', '.proj.')
     predictor_fc = {'fc1': 1, 'fc2': 3, 'fc3': 5, 'fc4': 7}
     out = {}
     for key, value in state.items():
         prefix, _, name = key.rpartition('.')
-        if key == 'exchange_allocation':
-            out[key] = value
-        elif key.startswith('score_predictor.'):
-            _, stage, layer, _ = key.split('.')
+        if key == f'{_EXCHANGE}allocation':
+            out['exchange_allocation'] = value
+        elif key.startswith(f'{_EXCHANGE}score_predictors.'):
+            stage, layer, _ = key[len(_EXCHANGE +
+                                      'score_predictors.'):].split('.')
             index = 0 if layer == 'norm' else predictor_fc[layer]
             for m in range(num_modalities):
                 out[f'score_predictor.{stage}.score_nets.{m}.{index}.'

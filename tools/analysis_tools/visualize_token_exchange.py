@@ -5,12 +5,12 @@ For each chosen sample of a split (built through that split's dataset with
 the config's *test* pipeline and the model's data preprocessor, so the
 input is exactly what testing feeds the model), the backbone runs in eval
 mode on the whole (padded) image and, for each chosen fused layer, every
-modality's panel highlights the tokens whose score fell below θ
-(``backbone.fusion_threshold``), i.e. whose attention update (or token, in
-``fusion='token'`` mode) came from another modality. The highlight colour
-names the source modality (the other one for M = 2, the backbone's group
-allocation for M > 2). Token cells are upsampled to pixels by nearest
-neighbour on the token grid of the layer's stage.
+modality's panel highlights the tokens whose score fell below θ (the
+``threshold`` of the backbone's ``TokenExchange`` fusion layer), i.e. whose
+attention update (or token, with ``variant='token'``) came from another
+modality. The highlight colour names the source modality (the other one for
+M = 2, the layer's group allocation for M > 2). Token cells are upsampled to
+pixels by nearest neighbour on the token grid of the layer's stage.
 
 Layout of one PNG per sample: a header (sample, θ, legend), then one row
 per layer: [rgb panel | depth panel | ...], each with a title giving the
@@ -41,12 +41,15 @@ from mmengine.dataset import pseudo_collate  # noqa: E402
 from mmengine.registry import init_default_scope  # noqa: E402
 from mmengine.runner import load_checkpoint  # noqa: E402
 
-# importing projects makes checkpoints load under torch >= 2.6
-import projects.tokenfusion  # noqa: E402,F401
+# importing the package registers its modules and makes checkpoints load
+# under torch >= 2.6
+import projects.multimodal_seg  # noqa: E402,F401
+from projects.fusion_math.token_exchange import \
+    allocation_for_grid  # noqa: E402
+from projects.multimodal_seg.models.fusion_layers import \
+    TokenExchange  # noqa: E402
 from projects.multimodal_seg.visualization.multimodal_visualizer import \
     colourize_depth  # noqa: E402
-from projects.tokenfusion.models.token_fusion import \
-    allocation_for_grid  # noqa: E402
 
 # highlight colour (RGB) of the tokens taken FROM modality k
 SOURCE_COLOURS = ((255, 0, 255), (0, 255, 0), (255, 160, 0), (0, 200, 255),
@@ -313,14 +316,21 @@ def build_dataset(cfg: Config, split: str):
     return DATASETS.build(dataset_cfg)
 
 
+def token_exchange(backbone) -> TokenExchange:
+    """The backbone's TokenExchange fusion layer."""
+    for layer in getattr(backbone, 'fusion_layers', ()):
+        if isinstance(layer, TokenExchange):
+            return layer
+    raise TypeError(f'{type(backbone).__name__} has no TokenExchange fusion '
+                    'layer (backbone.fusion): no token exchange to draw')
+
+
 def build_model(cfg: Config, checkpoint: str, device: str):
     from mmseg.registry import MODELS
     cfg.model.backbone.pop('init_cfg', None)
     cfg.model.pop('pretrained', None)
     model = MODELS.build(cfg.model)
-    if not hasattr(model.backbone, 'fused_blocks'):
-        raise TypeError(f'{type(model.backbone).__name__} is not a '
-                        'TokenFusion backbone (no `fused_blocks`)')
+    token_exchange(model.backbone)
     load_checkpoint(model, checkpoint, map_location='cpu')
     return model.to(device).eval()
 
@@ -349,10 +359,11 @@ def run_backbone(model, data: dict):
                     f'patch_embed{s + 1}').register_forward_hook(record))
         s += 1
     try:
-        _, scores = backbone(inputs)
+        backbone(inputs)
     finally:
         for handle in handles:
             handle.remove()
+    scores = token_exchange(backbone).scores
     return [sc[:, 0].cpu() for sc in scores], grids, tuple(inputs.shape[-2:])
 
 
@@ -366,15 +377,16 @@ def visualize_sample(model,
     Returns:
         tuple: figure (RGB uint8), ``{layer: {modality: fraction}}``.
     """
-    backbone = model.backbone
+    layer_of = token_exchange(model.backbone)
     meta = data['data_samples'].metainfo
     modalities = tuple(meta['modalities'])
     images = modality_images(data['inputs'], modalities,
                              meta['modality_channels'])
     height, width = images[0].shape[:2]
     scores, grids, padded = run_backbone(model, data)
-    threshold = backbone.fusion_threshold
-    allocation = getattr(backbone, 'exchange_allocation', None)
+    threshold = layer_of.threshold
+    allocation = layer_of.allocation
+    blocks = layer_of.block_names
     pixel_maps, titles, fractions = [], [], {}
     for layer in layers:
         stage = stage_of(layer)
@@ -382,8 +394,8 @@ def visualize_sample(model,
         source = None
         if allocation is not None:
             source = allocation_for_grid(allocation[stage].cpu(), *grid)
-        maps = exchange_maps(scores[backbone.fused_blocks.index(layer)],
-                             threshold, grid, source)
+        maps = exchange_maps(scores[blocks.index(layer)], threshold, grid,
+                             source)
         pixels = upsample_token_map(maps, padded)[:, :height, :width]
         pixel_maps.append(pixels)
         fractions[layer] = {
@@ -413,9 +425,10 @@ def main(argv=None):
         cfg.merge_from_dict(args.cfg_options)
     init_default_scope(cfg.get('default_scope', 'mmseg'))
     model = build_model(cfg, args.checkpoint, args.device)
-    fused = model.backbone.fused_blocks
+    fused = token_exchange(model.backbone).block_names
     if not fused:
-        raise ValueError('the backbone fuses no block: nothing to draw')
+        raise ValueError('the token exchange acts in no block: nothing to '
+                         'draw')
     layers = args.layers or default_layers(fused)
     unknown = [layer for layer in layers if layer not in fused]
     if unknown:

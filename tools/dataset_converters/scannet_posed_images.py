@@ -2,7 +2,7 @@
 
 mmdet3d 1.4's ``update_scannet_infos`` drops the camera data of ScanNet
 (``# TODO support camera``). This tool puts it back, in the layout that
-``MultiViewScanNetDataset`` (``projects/tokenfusion3d/datasets``) reads.
+``MultiViewScanNetDataset`` (``projects/multimodal_det3d/datasets``) reads.
 
 Inputs
 ------

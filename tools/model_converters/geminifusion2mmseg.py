@@ -6,11 +6,11 @@ Accepted: main-branch MiT files (``mit-b3.pth.tar`` / ``mit_b5.pth.tar``:
 DeLiVER-branch MiT files (``geminifusion_b2_deliver_*.pth``: a plain state
 dict; ``*_checkpoint.pth``: under ``'model_state_dict'``), and main-branch
 Swin files (``swin_*.pth.tar``, ``encoder.body.*`` keys) for
-``GeminiFusionSwin`` configs.
+``FusedSwin`` configs.
 
 The result ``{'state_dict': ..., 'meta': ...}`` loads into the
-``TokenFusionEncoderDecoder`` with ``TokenFusionMiT(fusion='geminifusion')``
-(or ``GeminiFusionSwin``) of a matching config, e.g.::
+``MultiStreamEncoderDecoder`` with a ``FusedMiT`` (or ``FusedSwin``) whose
+fusion layer is a ``GeminiFusion`` of a matching config, e.g.::
 
     python tools/model_converters/geminifusion2mmseg.py \\
         mit-b3.pth.tar checkpoints/geminifusion_mit-b3_nyu.pth
@@ -20,21 +20,25 @@ geminifusion_mit-b3_3xb2-40k_nyu-rgbd-480x640.py \\
         checkpoints/geminifusion_mit-b3_nyu.pth
 
 The fusion heads are not stored in the weights: the config's
-``backbone.fusion_heads`` (reference: 8) must be the one of the training.
-See ``projects/tokenfusion/models/reference_checkpoint.py`` (MiT) and
-``swin_reference_checkpoint.py`` (Swin) for the key mapping; keys that
-match no rule are an error, not dropped.
+``backbone.fusion.heads`` (reference: 8) must be the one of the training.
+See ``reference_keys.py`` (MiT) and ``swin_reference_keys.py`` (Swin)
+beside this tool for the key mapping; keys that match no rule are an error,
+not dropped.
 """
 import os.path as osp
 import sys
-from typing import Optional, Sequence
+from collections import OrderedDict
+from typing import Mapping, Optional, Sequence
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
-from projects.tokenfusion.models.reference_checkpoint import \
-    convert_geminifusion_reference  # noqa: E402
+from tools.model_converters.reference_keys import (  # noqa: E402
+    convert_geminifusion_mit_reference, is_swin_reference,
+    reference_state_dict)
+from tools.model_converters.swin_reference_keys import \
+    convert_geminifusion_swin_reference  # noqa: E402
 from tools.model_converters.tokenfusion2mmseg import (  # noqa: E402
     convert_file, parse_args, run)
 
@@ -42,6 +46,28 @@ TOOL = 'geminifusion2mmseg.py'
 # training state kept in the output's meta: main branch (Saver) and
 # DeLiVER branch (*_checkpoint.pth)
 REFERENCE_META = ('epoch_start', 'best_val', 'epoch', 'best_miou')
+
+
+def convert_geminifusion_reference(checkpoint: Mapping) -> OrderedDict:
+    """Convert an official GeminiFusion segmentation checkpoint.
+
+    Args:
+        checkpoint (Mapping): A main-branch file (``{'segmenter': ...,
+            'epoch_start', 'best_val'}``, ``module.`` prefix), a
+            DeLiVER-branch state dict (``backbone.`` / ``decode_head.`` /
+            ``alpha``) or its ``*_checkpoint.pth`` wrapper
+            (``'model_state_dict'``).
+
+    Returns:
+        OrderedDict: The state dict of the matching
+        :class:`MultiStreamEncoderDecoder`: a Swin model (``encoder.body.*``
+        keys) by :func:`convert_geminifusion_swin_reference`, a MiT model
+        by :func:`convert_geminifusion_mit_reference`.
+    """
+    state = reference_state_dict(checkpoint, 'GeminiFusion')
+    if is_swin_reference(state):
+        return convert_geminifusion_swin_reference(state)
+    return convert_geminifusion_mit_reference(state)
 
 
 def convert(src: str, dst: str) -> dict:
@@ -53,7 +79,7 @@ def convert(src: str, dst: str) -> dict:
 def main(argv: Optional[Sequence[str]] = None):
     args = parse_args(
         argv, 'Convert an official GeminiFusion (MiT or Swin) segmentation '
-        'checkpoint to a TokenFusionEncoderDecoder checkpoint')
+        'checkpoint to a MultiStreamEncoderDecoder checkpoint')
     return run(args, convert_geminifusion_reference, TOOL, REFERENCE_META)
 
 

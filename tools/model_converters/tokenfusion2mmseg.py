@@ -2,7 +2,7 @@
 ``model-best.pth.tar`` / ``checkpoint.pth.tar``) for this repository.
 
 The result ``{'state_dict': ..., 'meta': ...}`` loads into the
-``TokenFusionEncoderDecoder`` of a matching config, e.g.::
+``MultiStreamEncoderDecoder`` of a matching config, e.g.::
 
     python tools/model_converters/tokenfusion2mmseg.py \\
         model-best.pth.tar checkpoints/tokenfusion_mit-b3_nyu.pth
@@ -10,10 +10,9 @@ The result ``{'state_dict': ..., 'meta': ...}`` loads into the
         configs/tokenfusion/tokenfusion_mit-b3_3xb2-40k_nyu-rgbd-500x500.py \\
         checkpoints/tokenfusion_mit-b3_nyu.pth
 
-See ``projects/tokenfusion/models/reference_checkpoint.py`` for the key
-mapping. Keys that match no mapping rule are an error, not dropped.
-:func:`convert_file` and :func:`run` are shared with
-``geminifusion2mmseg.py``.
+See ``reference_keys.py`` beside this tool for the key mapping; keys that
+match no rule are an error, not dropped. :func:`convert_file` and
+:func:`run` are shared with ``geminifusion2mmseg.py``.
 """
 import argparse
 import os
@@ -27,7 +26,7 @@ if REPO_ROOT not in sys.path:
 
 import torch  # noqa: E402
 
-from projects.tokenfusion.models.reference_checkpoint import (  # noqa: E402
+from tools.model_converters.reference_keys import (  # noqa: E402
     convert_tokenfusion_reference, describe_tokenfusion_state)
 
 # training state of the reference Saver kept in the output's meta
@@ -42,7 +41,7 @@ SUMMARY_KEYS = ('num_tensors', 'fusion', 'arch', 'num_modalities',
 
 def parse_args(argv=None,
                description='Convert an official TokenFusion '
-               'segmentation checkpoint to a TokenFusionEncoderDecoder '
+               'segmentation checkpoint to a MultiStreamEncoderDecoder '
                'checkpoint'):
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument('src', help='official checkpoint (.pth.tar / .pth)')

@@ -1,5 +1,5 @@
 # NYUDv2-40 RGB-D (795 train / 654 test), layout of
-# tools/dataset_converters/nyu.py; see README "Datasets" for the public
+# tools/dataset_converters/nyu.py; see docs/data.md for the public
 # TokenFusion / CMX / DFormer releases (dataset `layout=`).
 dataset_type = 'NYUDv2RGBDDataset'
 data_root = 'data/nyudv2'

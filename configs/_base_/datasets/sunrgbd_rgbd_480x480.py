@@ -1,6 +1,6 @@
 # SUN RGB-D-37 RGB-D (5285 train / 5050 test), layout of
 # tools/dataset_converters/sunrgbd.py; `layout='dformer'` reads the
-# DFormer / GeminiFusion release (see README "Datasets"). Images vary in
+# DFormer / GeminiFusion release (see docs/data.md). Images vary in
 # size (mostly 730x530); training crops 480x480 as DFormer / GeminiFusion.
 dataset_type = 'SUNRGBDSegDataset'
 data_root = 'data/sunrgbd'

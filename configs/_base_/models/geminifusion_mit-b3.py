@@ -7,14 +7,12 @@
 # heads, before the shared attention projection) instead of score
 # predictors and token exchange. No sparsity loss: loss = CE(rgb) +
 # CE(depth) + CE(ensemble), as the reference.
-_base_ = ['./tokenfusion_mit-b2.py']
+_base_ = ['./multistream_mit-b2.py']
 model = dict(
-    sparsity_weight=0.0,
     # the reference keeps alpha out of every optimizer group: the ensemble
     # is 0.5 * (y_rgb + y_depth) throughout training
     train_alpha=False,
     backbone=dict(
         arch='b3',
         drop_path_rate=0.4,
-        fusion='geminifusion',
-        fusion_heads=8))
+        fusion=dict(type='GeminiFusion', heads=8)))

@@ -12,12 +12,12 @@
 swin_checkpoint = 'https://github.com/SwinTransformer/storage/releases/download/v1.0.0/swin_tiny_patch4_window7_224.pth'  # noqa
 swin_backbone = dict(
     _delete_=True,  # replaces the MiT backbone of the config it goes into
-    type='GeminiFusionSwin',
+    type='FusedSwin',
     arch='swin-t',
     num_modalities=2,
     in_channels=3,
     drop_path_rate=0.2,
-    fusion='geminifusion',
-    fusion_heads=8,
+    # after the window attention, the reference's place in Swin
+    fusion=dict(type='GeminiFusion', heads=8, point='fuse_attention_output'),
     init_cfg=dict(type='Pretrained', checkpoint=swin_checkpoint))
 swin_channels = [96, 192, 384, 768]  # stage widths, the head's in_channels

@@ -25,7 +25,7 @@ param_scheduler = [
 ]
 custom_hooks = [
     dict(type='RestartOptimizerHook'),
-    dict(type='TokenFusionStatsHook', interval=50)
+    dict(type='FusionStatsHook', interval=50)
 ]
 train_cfg = dict(
     type='IterBasedTrainLoop',

@@ -8,6 +8,7 @@ from .synthetic_multimodal import (SYNTHETIC_MM_CLASSES,
                                    render_multimodal_sample)
 from .synthetic_rgbd import (SYNTHETIC_CLASSES, SyntheticRGBDDataset,
                              generate_synthetic_rgbd, render_sample)
+from .transforms import *  # noqa: F401,F403
 
 __all__ = [
     'DELIVER_CLASSES', 'DeLiVERDataset', 'SYNTHETIC_MM_CLASSES',

@@ -10,7 +10,7 @@ IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.npy', '.tif', '.tiff')
 
 # File layouts of the public RGB-D releases. Every value can be overridden by
 # the dataset arguments of the same name.
-#   canonical:   what tools/dataset_converters/*.py write (see README).
+#   canonical:   what tools/dataset_converters/*.py write (see docs/data.md).
 #   tokenfusion: yikaiw/TokenFusion NYUDv2 (light-weight-refinenet + depth):
 #                rgb/ masks/ depth/ PNGs, TAB-separated list columns
 #                "rgb mask depth", labels 0..39 and 255.

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 from mmseg.registry import DATASETS
 
-from projects.generated_data import begin_generation, finish_generation
+from projects.common.generated_data import begin_generation, finish_generation
 from .multimodal_seg_dataset import MultiModalSegDataset
 
 SYNTHETIC_CLASSES = ('floor', 'red block', 'red hole', 'blue block',
@@ -112,7 +112,7 @@ def render_sample(rng: np.random.Generator, size: Tuple[int, int]):
 def write_synthetic_set(root: str, params: dict, num_train: int, num_test: int,
                         render: Callable) -> str:
     """Write a generated set to ``root`` unless it is already there with the
-    same ``params`` (race-safe, see :mod:`projects.generated_data`).
+    same ``params`` (race-safe, see :mod:`projects.common.generated_data`).
 
     ``render(rng)`` returns one sample as a dict ``folder -> array``, each
     array written unchanged as ``<folder>/<name>.png`` (colour arrays in

@@ -8,7 +8,7 @@ from mmseg.registry import VISUALIZERS
 from mmseg.structures import SegDataSample
 from mmseg.visualization import SegLocalVisualizer
 
-from ..transforms.loading import read_depth
+from ..datasets.transforms.loading import read_depth
 
 
 def colourize_depth(depth: np.ndarray) -> np.ndarray:

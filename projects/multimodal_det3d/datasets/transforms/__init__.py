@@ -1,0 +1,3 @@
+from .multiview_loading import LoadMultiViewPosedImages
+
+__all__ = ['LoadMultiViewPosedImages']

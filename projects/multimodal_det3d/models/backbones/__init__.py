@@ -1,0 +1,3 @@
+from .yolos_vit import YOLOSViT
+
+__all__ = ['YOLOSViT']

@@ -1,0 +1,3 @@
+from .seed_fusion import SeedKeyFusion
+
+__all__ = ['SeedKeyFusion']

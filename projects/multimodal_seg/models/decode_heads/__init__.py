@@ -1,0 +1,3 @@
+from .segformer_mlp_head import SegFormerMLPHead
+
+__all__ = ['SegFormerMLPHead']

@@ -1,0 +1,3 @@
+from .multi_stream_encoder_decoder import MultiStreamEncoderDecoder
+
+__all__ = ['MultiStreamEncoderDecoder']

@@ -1,0 +1,118 @@
+"""``make demo``'s choice of data and models (``--data``, ``--fusion``)."""
+import os.path as osp
+
+import pytest
+from mmengine.config import Config
+
+from tools import run_demo
+from ..utils import REPO_ROOT
+
+
+def names(models):
+    return [name for name, _ in models]
+
+
+def test_default_is_baselines_plus_tokenfusion():
+    assert names(run_demo.demo_models()) == [
+        'RGB only', 'Depth only', 'Early concat RGB-D', 'TokenFusion RGB-D'
+    ]
+
+
+def test_fusion_flag_selects_strategies_in_table_order():
+    models = run_demo.demo_models(['geminifusion', 'tokenfusion'])
+    assert names(models)[3:] == ['TokenFusion RGB-D', 'GeminiFusion RGB-D']
+    assert dict(models)['GeminiFusion RGB-D'].endswith(
+        'geminifusion_mit-tiny_1xb8-1k_synthetic-rgbd-64x64.py')
+    strategies = run_demo.DEMO_DATA['rgbd']['fusion']
+    assert len(run_demo.demo_models(['all'])) == 3 + len(strategies)
+    assert names(run_demo.demo_models(['all']))[3] == \
+        'Shared MiT, no fusion RGB-D'
+    assert names(run_demo.demo_models(
+        ['none'])) == ['RGB only', 'Depth only', 'Early concat RGB-D']
+    assert names(
+        run_demo.demo_models(['all'], only=['GeminiFusion Swin RGB-D'
+                                            ])) == ['GeminiFusion Swin RGB-D']
+
+
+def test_four_modality_demo():
+    models = run_demo.demo_models(['all'], data='rgbdel')
+    assert names(models) == [
+        'Early concat RGB-D-E-L', 'TokenFusion RGB-D-E-L',
+        'GeminiFusion RGB-D-E-L'
+    ]
+    assert all('synthetic-rgbdel' in config for _, config in models)
+
+
+# what each --fusion strategy's config must fuse with
+STRATEGY_LAYERS = dict(
+    nofusion=[],
+    tokenfusion=['TokenExchange'],
+    channel=['TokenExchange', 'ChannelExchange'],
+    geminifusion=['GeminiFusion'],
+    **{'geminifusion-swin': ['GeminiFusion']})
+
+
+def fusion_types(cfg):
+    fusion = cfg.model.backbone.get('fusion')
+    layers = [] if fusion is None else [fusion] if 'type' in fusion \
+        else fusion
+    return [layer['type'] for layer in layers]
+
+
+@pytest.mark.parametrize('data', sorted(run_demo.DEMO_DATA))
+def test_every_demo_row_runs_the_model_it_names(data):
+    """Each row's config reads the demo's data with the row's modalities
+    and fuses with the row's strategy."""
+    modalities = dict(
+        rgbd=('rgb', 'depth'), rgbdel=('rgb', 'depth', 'event', 'lidar'))[data]
+    rows = dict(run_demo.demo_models(['all'], data=data))
+    for name, config in rows.items():
+        cfg = Config.fromfile(osp.join(REPO_ROOT, config))
+        used = tuple(cfg.train_dataloader.dataset.modalities)
+        assert used == tuple(cfg.model.data_preprocessor.modalities), name
+        if name.startswith('RGB only'):
+            assert used == ('rgb', )
+        elif name.startswith('Depth only'):
+            assert used == ('depth', )
+        else:
+            assert used == modalities, name
+        if name.startswith(('RGB only', 'Depth only', 'Early concat')):
+            assert cfg.model.type == 'EncoderDecoder', name
+    strategies = run_demo.DEMO_DATA[data]['fusion']
+    for strategy, (name, config) in strategies.items():
+        cfg = Config.fromfile(osp.join(REPO_ROOT, config))
+        assert cfg.model.type == 'MultiStreamEncoderDecoder', name
+        assert fusion_types(cfg) == STRATEGY_LAYERS[strategy], name
+        swin = cfg.model.backbone.type == 'FusedSwin'
+        assert swin == strategy.endswith('-swin'), name
+        hub = cfg.model.backbone.get('hub')
+        assert (hub is not None) == (strategy == 'geminifusion'
+                                     and data == 'rgbdel'), name
+
+
+@pytest.mark.parametrize('fusion, only, data, message', [
+    (['gemini'], None, 'rgbd', 'unknown fusion strategies'),
+    (['channel'], None, 'rgbdel', 'for the rgbdel demo'),
+    (['tokenfusion'], ['GeminiFusion RGB-D'], 'rgbd', 'not among the rows'),
+    (['tokenfusion'], None, 'rgbt', 'unknown demo data'),
+])
+def test_bad_choices_are_errors(fusion, only, data, message):
+    with pytest.raises(ValueError, match=message):
+        run_demo.demo_models(fusion, only, data)
+
+
+def test_command_line_error_names_the_choices(capsys):
+    with pytest.raises(SystemExit):
+        run_demo.main(['--fusion', 'gemini'])
+    assert 'geminifusion' in capsys.readouterr().err
+
+
+def test_table_columns_line_up_for_long_names():
+    table = run_demo.format_table([
+        ('Shared MiT, no fusion RGB-D',
+         dict(aAcc=97.75, mIoU=87.71, mAcc=90.68)),
+        ('RGB only', dict(aAcc=90.5, mIoU=37.57, mAcc=54.73)),
+    ])
+    lines = table.splitlines()
+    assert len({line.index('|', 2) for line in lines}) == 1
+    assert '| RGB only ' in table and '87.71' in table

@@ -48,6 +48,23 @@ def synthetic_data_options(data_root, num_train=8, num_test=2):
     return options
 
 
+def modules_loaded_by(package):
+    """Names of every module loaded by importing ``package`` in a fresh
+    interpreter (so that no test has imported anything before)."""
+    import json
+    import sys
+    probe = ('import json, sys\n'
+             f'import {package}\n'
+             'print(json.dumps(sorted(sys.modules)))\n')
+    proc = subprocess.run([sys.executable, '-c', probe],
+                          cwd=REPO_ROOT,
+                          capture_output=True,
+                          text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def tool(args, cwd, env=None, timeout=300):
     """Run a repository tool in a subprocess; fail with its output."""
     proc = subprocess.run(

@@ -25,7 +25,8 @@ from projects.fusion_math.modality_layers import (ModalityConv2d,
                                                   ModalityLayerNorm,
                                                   ModalityLinear,
                                                   split_modalities)
-from ..fusion_layers.base import FUSION_POINTS, FusionLayers, FusionSite
+from ..fusion_layers.base import (FUSION_POINTS, FusionLayers, FusionSite,
+                                  HostsFusionLayers)
 from .mit_checkpoint import mit_to_fused
 
 # SegFormer presets (embed_dims of stage 1, blocks per stage)
@@ -177,7 +178,7 @@ class FusedBlock(nn.Module):
 
 
 @MODELS.register_module()
-class FusedMiT(BaseModule):
+class FusedMiT(HostsFusionLayers, BaseModule):
     """Multimodal Mix Vision Transformer with pluggable fusion layers.
 
     Input: (B, M * in_channels, H, W), the modalities concatenated along
@@ -307,14 +308,6 @@ class FusedMiT(BaseModule):
                 x = self.hub.leave_stage(s, x, carry)
                 x = x.transpose(1, 2).reshape(x.shape[0], -1, *hw)
         return outs
-
-    def fusion_loss(self) -> dict:
-        """Loss terms the fusion layers recorded in the last forward."""
-        return self.fusion_layers.loss()
-
-    def fusion_statistics(self, stream_names: Sequence[str]) -> dict:
-        """Statistics the fusion layers recorded in the last forward."""
-        return self.fusion_layers.statistics(stream_names)
 
     def init_weights(self) -> None:
         """MiT's initialisation (as mmseg / NVlabs SegFormer) of every

@@ -32,7 +32,7 @@ from mmseg.registry import MODELS
 from projects.common.checkpoint import unwrap_state_dict
 from projects.fusion_math.modality_layers import (ModalityLayerNorm,
                                                   split_modalities)
-from ..fusion_layers.base import FusionLayers, FusionSite
+from ..fusion_layers.base import FusionLayers, FusionSite, HostsFusionLayers
 from .swin_checkpoint import swin_to_mmseg
 
 # Swin presets: stage-1 dims, blocks and heads per stage, window, the
@@ -118,7 +118,7 @@ class FuseThenDropPath(nn.Module):
 
 
 @MODELS.register_module()
-class FusedSwin(SwinTransformer):
+class FusedSwin(HostsFusionLayers, SwinTransformer):
     """mmseg's ``SwinTransformer`` over a modality stack, with pluggable
     fusion layers.
 
@@ -252,14 +252,6 @@ class FusedSwin(SwinTransformer):
         x = split_modalities(x, self.num_modalities, self.in_channels)
         self.fusion_layers.begin_forward()
         return super().forward(x)
-
-    def fusion_loss(self) -> dict:
-        """Loss terms the fusion layers recorded in the last forward."""
-        return self.fusion_layers.loss()
-
-    def fusion_statistics(self, stream_names: Sequence[str]) -> dict:
-        """Statistics the fusion layers recorded in the last forward."""
-        return self.fusion_layers.statistics(stream_names)
 
     def init_weights(self) -> None:
         """mmseg's Swin initialisation (truncated normal Linear layers,

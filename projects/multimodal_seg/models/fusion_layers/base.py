@@ -75,6 +75,9 @@ class BaseFusionLayer(BaseModule):
                  blocks: Placement = 'all',
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
+        if num_streams < 2:  # nothing to fuse
+            raise ValueError(f'{type(self).__name__} needs at least 2 '
+                             f'streams, got {num_streams}')
         if len(channels) != len(depths):
             raise ValueError(f'{len(channels)} stage widths for '
                              f'{len(depths)} stages')
@@ -258,3 +261,19 @@ class FusionLayers(nn.ModuleList):
         for layer in self:
             stats.update(layer.statistics(stream_names))
         return stats
+
+
+class HostsFusionLayers:
+    """What a fused backbone (holding its layers in ``fusion_layers``)
+    offers its segmentor after a forward."""
+
+    fusion_layers: FusionLayers
+
+    def fusion_loss(self) -> Dict[str, Tensor]:
+        """Loss terms the fusion layers recorded in the last forward."""
+        return self.fusion_layers.loss()
+
+    def fusion_statistics(self,
+                          stream_names: Sequence[str]) -> Dict[str, Tensor]:
+        """Statistics the fusion layers recorded in the last forward."""
+        return self.fusion_layers.statistics(stream_names)

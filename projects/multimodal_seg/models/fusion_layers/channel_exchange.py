@@ -50,9 +50,6 @@ class ChannelExchange(BaseFusionLayer):
         if not norms or not set(norms) <= set(EXCHANGE_NORMS):
             raise ValueError(f'ChannelExchange norms must be among '
                              f'{EXCHANGE_NORMS}, got {norms}')
-        if self.num_streams < 2:
-            raise ValueError('ChannelExchange needs at least 2 streams, got '
-                             f'{self.num_streams}')
         self.threshold = threshold
         self.norms = norms
         self.sparsity_weight = sparsity_weight

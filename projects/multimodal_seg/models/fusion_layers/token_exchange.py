@@ -83,9 +83,6 @@ class TokenExchange(BaseFusionLayer):
         if sparsity_reduction not in REDUCTIONS:
             raise ValueError(f'sparsity_reduction must be one of '
                              f'{REDUCTIONS}, got {sparsity_reduction!r}')
-        if self.num_streams < 2:
-            raise ValueError('TokenExchange needs at least 2 streams, got '
-                             f'{self.num_streams}')
         self.threshold = threshold
         self.variant = variant
         self.sparsity_weight = sparsity_weight

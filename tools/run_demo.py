@@ -15,17 +15,21 @@ depth | prediction | ground truth under the work dir), and the metrics are
 collected into the table. Logs are in ``work_dirs/demo/<model>/``.
 
 Reproducibility: the data, the initialisation and the data order are seeded
-(``--seed``, default 0: the configs' seed), and every tool runs with
-``--threads`` (default 2) OpenMP / MKL threads whatever the machine has, since
-the thread count changes the order of floating-point sums. The same machine
-then prints the same table on every run; other CPUs (other vector
-instructions, other torch builds) can differ in the last digits, by less
-than what ``--seed`` changes (see the README).
+(``--seed``, default 0: the configs' seed). The CPU kernels are not fixed by a
+seed: which vector instructions they use (AVX-512 or AVX2) and how many
+threads split a sum change the order of floating-point additions, and a
+small model trained for 1000 steps turns such last-bit differences into
+different tables. So every tool runs with ``--threads`` (default 2)
+OpenMP / MKL threads whatever the machine has and, on x86-64, with the AVX2
+kernels of ATen, oneDNN and MKL (``ATEN_CPU_CAPABILITY``,
+``ONEDNN_MAX_CPU_ISA``, ``MKL_CBWR``), which every x86-64 CPU of the last
+decade has. See the README for what we measured across machines and seeds.
 """
 import argparse
 import json
 import os
 import os.path as osp
+import platform
 import re
 import subprocess
 import sys
@@ -88,6 +92,9 @@ DEMO_DATA = {
 DEFAULT_FUSION = ('tokenfusion', )
 # the README's figures were measured with 2 threads per tool
 DEMO_THREADS = 2
+# x86-64: the same (AVX2) kernels on every CPU, see the module doc
+X86_KERNELS = dict(
+    ATEN_CPU_CAPABILITY='avx2', ONEDNN_MAX_CPU_ISA='AVX2', MKL_CBWR='AVX2')
 
 
 def demo_models(fusion=DEFAULT_FUSION, only=None, data='rgbd'):
@@ -129,10 +136,13 @@ def model_dir(work_root, name):
 
 
 def tool_env(threads):
-    """The environment of the tools: ``threads`` OpenMP / MKL threads."""
+    """The environment of the tools: ``threads`` OpenMP / MKL threads and,
+    on x86-64, the AVX2 kernels."""
     env = dict(os.environ)
     for var in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS'):
         env[var] = str(threads)
+    if platform.machine().lower() in ('x86_64', 'amd64'):
+        env.update(X86_KERNELS)
     return env
 
 

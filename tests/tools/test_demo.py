@@ -116,3 +116,39 @@ def test_table_columns_line_up_for_long_names():
     lines = table.splitlines()
     assert len({line.index('|', 2) for line in lines}) == 1
     assert '| RGB only ' in table and '87.71' in table
+
+
+def test_tools_run_with_pinned_threads_and_kernels(monkeypatch):
+    monkeypatch.setenv('OMP_NUM_THREADS', '7')
+    env = run_demo.tool_env(3)
+    assert env['OMP_NUM_THREADS'] == env['MKL_NUM_THREADS'] == '3'
+    monkeypatch.setattr(run_demo.platform, 'machine', lambda: 'x86_64')
+    env = run_demo.tool_env(2)
+    assert env['ATEN_CPU_CAPABILITY'] == 'avx2'
+    assert env['ONEDNN_MAX_CPU_ISA'] == env['MKL_CBWR'] == 'AVX2'
+    monkeypatch.setattr(run_demo.platform, 'machine', lambda: 'aarch64')
+    monkeypatch.delenv('ATEN_CPU_CAPABILITY', raising=False)
+    assert 'ATEN_CPU_CAPABILITY' not in run_demo.tool_env(2)
+
+
+def test_seed_reaches_the_training_command(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_run(cmd, log_file, threads):
+        calls.append((cmd, threads))
+        if 'tools/train.py' in cmd:
+            work_dir = cmd[cmd.index('--work-dir') + 1]
+            with open(osp.join(work_dir, 'last_checkpoint'), 'w') as f:
+                f.write('ckpt.pth')
+        else:
+            metrics = cmd[cmd.index('--metrics-json') + 1]
+            with open(metrics, 'w') as f:
+                f.write('{"aAcc": 1, "mIoU": 2, "mAcc": 3}')
+
+    monkeypatch.setattr(run_demo, 'run', fake_run)
+    metrics = run_demo.train_and_test(
+        'RGB only', 'a.py', str(tmp_path), show=False, seed=5, threads=1)
+    assert metrics == dict(aAcc=1, mIoU=2, mAcc=3)
+    (train, train_threads), (test, test_threads) = calls
+    assert train[-2:] == ['--cfg-options', 'randomness.seed=5']
+    assert '--cfg-options' not in test and train_threads == test_threads == 1

@@ -38,7 +38,7 @@ MIT_ARCHS = {
     'b4': dict(embed_dims=64, num_layers=(3, 8, 27, 3)),
     'b5': dict(embed_dims=64, num_layers=(3, 6, 40, 3)),
 }
-# what every fused block leaves out of a checkpoint of a single-modal MiT
+# keys that a single-modal MiT checkpoint cannot provide
 _NOT_IN_SINGLE_MIT = ('fusion_layers.', 'hub.')
 
 

@@ -107,3 +107,108 @@ def seg_samples(batch, size=64, classes=5, modalities=('rgb', 'depth')):
             data=torch.randint(0, classes, (1, size, size)))
         out.append(sample)
     return out
+
+
+def random_seg_checkpoint(config, path, seed=0, meta=True, **cfg_options):
+    """Save a randomly initialised segmentor of ``config`` (seeded) to
+    ``path`` as training would: ``state_dict`` and, with ``meta``, the test
+    dataset's classes, palette and modalities in ``meta.dataset_meta``.
+    Returns the config."""
+    import torch
+    from mmengine.config import Config
+    from mmengine.registry import DefaultScope
+    from mmseg.registry import DATASETS, MODELS
+
+    import projects.multimodal_seg  # noqa: F401  (registers the modules)
+    cfg = Config.fromfile(config)
+    cfg.merge_from_dict(cfg_options)
+    torch.manual_seed(seed)
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        model = MODELS.build(cfg.model)
+        dataset = DATASETS.get(cfg.test_dataloader.dataset.type)
+    model.init_weights()
+    checkpoint = {'state_dict': model.state_dict()}
+    if meta:
+        checkpoint['meta'] = dict(
+            dataset_meta=dict(
+                classes=dataset.METAINFO['classes'],
+                palette=dataset.METAINFO['palette'],
+                modalities=tuple(cfg.test_dataloader.dataset.modalities)))
+    torch.save(checkpoint, path)
+    return cfg
+
+
+def untrained_checkpoint(config, path, seed=0):
+    """Save random weights of ``config``'s 3D detector as a checkpoint
+    (with the config's classes in its meta), the image backbone not
+    pretrained. Returns ``path``.
+
+    The box regression layers are set so that every proposal becomes a box
+    at its query point (no centre offset, no heading residual) of the
+    classes' mean size, or of 1 m for class-agnostic sizes: random
+    regression weights give boxes of zero or negative size, which hold no
+    points, and GroupFree3D drops boxes with 5 points or fewer, so an
+    untrained model would predict nothing. Scores stay random."""
+    import torch
+    from mmdet3d.registry import MODELS
+    from mmengine.config import Config
+    from mmengine.registry import DefaultScope
+
+    cfg = Config.fromfile(config) if isinstance(config, str) else config
+    if 'img_backbone' in cfg.model:
+        cfg.model.img_backbone.init_cfg = None
+    with DefaultScope.overwrite_default_scope('mmdet3d'):
+        torch.manual_seed(seed)
+        model = MODELS.build(cfg.model)
+    coder = model.bbox_head.bbox_coder
+    # the reg channels: centre (3), heading bins, heading residuals, then
+    # the sizes (GroupFree3DBBoxCoder.split_pred)
+    size_start = 3 + 2 * coder.num_dir_bins
+    with torch.no_grad():
+        for name, module in model.bbox_head.named_modules():
+            if name.endswith('conv_reg'):
+                module.weight.zero_()
+                module.bias.zero_()
+                if coder.size_cls_agnostic:
+                    module.bias[size_start:size_start + 3] = 1.0
+    classes = cfg.test_dataloader.dataset.metainfo['classes']
+    torch.save(
+        dict(
+            state_dict=model.state_dict(),
+            meta=dict(dataset_meta=dict(classes=list(classes)))), path)
+    return path
+
+
+def sunrgbd_layout(root):
+    """The real SUN RGB-D frame of ``DATA_ROOT/sunrgbd_000017`` in the
+    layout of the SUN RGB-D configs under ``root`` (a pathlib.Path):
+    ``points/000017.bin``, ``sunrgbd_trainval/image/000017.jpg`` and
+    ``sunrgbd_000017_infos.pkl``. Returns ``root``."""
+    import shutil
+    fixture = osp.join(DATA_ROOT, 'sunrgbd_000017')
+    (root / 'points').mkdir()
+    (root / 'sunrgbd_trainval' / 'image').mkdir(parents=True)
+    shutil.copy(osp.join(fixture, '000017.bin'), root / 'points')
+    shutil.copy(
+        osp.join(fixture, '000017.jpg'), root / 'sunrgbd_trainval' / 'image')
+    shutil.copy(osp.join(fixture, 'sunrgbd_000017_infos.pkl'), root)
+    return root
+
+
+def dataset_prediction(model, dataset_cfg, index=0, seed=0):
+    """``model.test_step`` on sample ``index`` of the dataset
+    ``dataset_cfg`` builds (mmdet3d scope), with numpy seeded by ``seed``
+    before loading (PointSample draws at random): the reference the
+    inference tools are compared with. Returns the Det3DDataSample."""
+    import numpy as np
+    import torch
+    from mmdet3d.registry import DATASETS
+    from mmengine.dataset import pseudo_collate
+    from mmengine.registry import DefaultScope
+
+    with DefaultScope.overwrite_default_scope('mmdet3d'):
+        dataset = DATASETS.build(dataset_cfg)
+        np.random.seed(seed)
+        sample = dataset[index]
+    with torch.no_grad():
+        return model.test_step(pseudo_collate([sample]))[0]

@@ -59,10 +59,12 @@ def titled(image, title):
     return np.vstack([bar, image])
 
 
-def draw_ground_truth(multimodal_3d_demo, scene: str):
-    """The annotated boxes of a validation scene."""
+def draw_ground_truth(scene: str):
+    """The annotated boxes of a validation scene, drawn as the demo draws
+    predictions."""
     from mmdet3d.structures import DepthInstance3DBoxes
 
+    from projects.multimodal_det3d.apis import draw_boxes_3d
     from projects.multimodal_det3d.datasets.synthetic_indoor import (
         SUNRGBD_CLASSES, SYNTHETIC_CLASSES)
     with open(osp.join(DATA_ROOT, 'synthetic_infos_val.pkl'), 'rb') as f:
@@ -79,8 +81,9 @@ def draw_ground_truth(multimodal_3d_demo, scene: str):
     ])
     image = cv2.imread(osp.join(DATA_ROOT, 'images', f'{scene}.jpg'))
     depth2img = np.array(entry['images']['CAM0']['depth2img'], np.float32)
-    return multimodal_3d_demo.draw(image, boxes, labels, None, depth2img,
-                                   SYNTHETIC_CLASSES)
+    # the synthetic calibration is SUN RGB-D's: MATLAB 1-based pixels
+    return draw_boxes_3d(
+        image, boxes, labels, SYNTHETIC_CLASSES, depth2img, pixel_origin=1.0)
 
 
 def draw_scene(work_root, scene: int, score_thr: float):
@@ -89,9 +92,7 @@ def draw_scene(work_root, scene: int, score_thr: float):
     sys.path.insert(0, osp.join(REPO_ROOT, 'demo'))
     import multimodal_3d_demo
     name = f'{scene:06d}'
-    panels = [
-        titled(draw_ground_truth(multimodal_3d_demo, name), 'ground truth')
-    ]
+    panels = [titled(draw_ground_truth(name), 'ground truth')]
     for row, config in DEMO_MODELS:
         work_dir = model_dir(work_root, row)
         with open(osp.join(work_dir, 'last_checkpoint')) as f:

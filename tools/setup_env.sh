@@ -73,6 +73,8 @@ say "installing mmdet3d 1.4.0 (--no-deps) and what it imports"
 pipi --no-deps "mmdet3d==1.4.0" "nuscenes-devkit==1.2.0" "lyft_dataset_sdk==0.0.8"
 pipi -r "$root/requirements/mmdet3d.txt"
 pipi -r "$root/requirements/tests.txt"
+say "installing onnx / onnxruntime (ONNX export, docs/deployment.md)"
+pipi -r "$root/requirements/deploy.txt"
 pipi --no-deps --no-build-isolation -e "$root"
 
 "$py" - <<'EOF'

@@ -43,11 +43,10 @@ train_pipeline = [
         prob=0.2,
         transforms=[
             dict(
-                type='PhotoMetricDistortion',
+                type='PhotoMetricDistortionNoHue',
                 brightness_delta=32,
                 contrast_range=(0.5, 1.5),
-                saturation_range=(0.5, 1.5),
-                hue_delta=0)
+                saturation_range=(0.5, 1.5))
         ]),
     dict(type='PackMultiModalSegInputs')
 ]

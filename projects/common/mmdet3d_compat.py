@@ -1,14 +1,18 @@
-"""mmdet3d 1.4 under numpy >= 2.4 (the stack this plugin pins).
+"""Two fixes of mmdet3d 1.4 on the stack this plugin pins.
 
-``indoor_eval`` (IndoorMetric: SUN RGB-D / ScanNet mAP) converts each
-class's AP, a shape-(1,) array, with ``float()``; numpy 2.4 no longer
-converts arrays of ndim > 0, so every indoor evaluation fails at its
-summary table. The APs are returned as size-1 arrays that ``float()``
-accepts again; values are unchanged.
+* numpy >= 2.4: ``indoor_eval`` (IndoorMetric: SUN RGB-D / ScanNet mAP)
+  converts each class's AP, a shape-(1,) array, with ``float()``; numpy 2.4
+  no longer converts arrays of ndim > 0, so every indoor evaluation fails at
+  its summary table. The APs are returned as size-1 arrays that ``float()``
+  accepts again; values are unchanged.
+* The ``INFERENCERS`` registry names its location ``mmdet3d.api.inferencers``
+  (sic), so every lookup by name (``INFERENCERS.build`` / ``get``) fails
+  importing it; the package is ``mmdet3d.apis.inferencers``.
 """
 import importlib
 
 import numpy as np
+from mmdet3d.registry import INFERENCERS
 
 # The package re-exports the function under the module's name.
 _indoor_eval = importlib.import_module(
@@ -36,3 +40,9 @@ def eval_map_recall(pred, gt, ovthresh=None):
 
 if getattr(_indoor_eval.eval_map_recall, '__module__', '') != __name__:
     _indoor_eval.eval_map_recall = eval_map_recall
+
+
+INFERENCERS._locations = [
+    'mmdet3d.apis.inferencers' if loc == 'mmdet3d.api.inferencers' else loc
+    for loc in INFERENCERS._locations
+]

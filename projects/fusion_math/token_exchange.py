@@ -52,13 +52,19 @@ def allocation_for_grid(allocation: torch.Tensor, height: int,
                         width: int) -> torch.Tensor:
     """Tile an (M, P, P) allocation pattern over an H x W token grid.
 
+    Position (i, j) takes the pattern's (i mod P, j mod P), the same as
+    repeating the pattern and cropping it to H x W. It is written as an
+    index computation on ``arange(H)`` / ``arange(W)`` rather than as a
+    repeat count derived from H and W in Python, so that a traced graph
+    (ONNX export with dynamic height and width) keeps H and W symbolic.
+
     Returns:
         LongTensor (M, H*W).
     """
     m, p, _ = allocation.shape
-    reps_h, reps_w = -(-height // p), -(-width // p)
-    tiled = allocation.repeat(1, reps_h, reps_w)[:, :height, :width]
-    return tiled.reshape(m, height * width)
+    rows = torch.arange(height, device=allocation.device) % p
+    cols = torch.arange(width, device=allocation.device) % p
+    return allocation[:, rows[:, None], cols[None, :]].reshape(m, -1)
 
 
 def source_tokens(x: torch.Tensor,

@@ -243,6 +243,37 @@ def test_photometric_distortion_touches_rgb_only(rgbd_root):
     np.testing.assert_array_equal(results['depth'], raw['depth'])
 
 
+def test_photometric_distortion_without_hue():
+    """The DeLiVER / GeminiFusion NYUDv2 colour jitter: brightness,
+    contrast and saturation change, the hue does not, on every draw (mmseg's
+    own with hue_delta=0 raises whenever its hue step runs)."""
+    image = np.random.default_rng(0).integers(0, 256,
+                                              (16, 16, 3)).astype(np.uint8)
+    jitter = dict(
+        brightness_delta=32,
+        contrast_range=(0.5, 1.5),
+        saturation_range=(0.5, 1.5))
+    no_hue = TRANSFORMS.build(
+        dict(type='PhotoMetricDistortionNoHue', **jitter))
+    mmseg_jitter = TRANSFORMS.build(
+        dict(type='PhotoMetricDistortion', hue_delta=0, **jitter))
+    crashed = changed = 0
+    for seed in range(20):
+        np.random.seed(seed)
+        out = no_hue(dict(img=image.copy()))['img']
+        changed += not np.array_equal(out, image)
+        np.random.seed(seed)
+        try:
+            mmseg_jitter(dict(img=image.copy()))
+        except ValueError as error:
+            assert 'high <= 0' in str(error)
+            crashed += 1
+    assert crashed > 0 and changed > 10
+    assert no_hue.hue(image) is image
+    with pytest.raises(ValueError, match='changes no hue'):
+        TRANSFORMS.build(dict(type='PhotoMetricDistortionNoHue', hue_delta=9))
+
+
 # ------------------------------------------------ packing + preprocessing
 def pack(root, modalities, pipeline=LOAD):
     return build_dataset(

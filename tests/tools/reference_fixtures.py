@@ -15,6 +15,7 @@ import re
 import sys
 from collections import OrderedDict
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -329,11 +330,17 @@ def check_cli_error_names_the_file(main, content, tmp_dir):
     assert not osp.exists(out)
 
 
-def check_test_tool_with_converted_checkpoint(converted):
-    """``tools/test.py CONFIG CKPT`` with a converted checkpoint (the
-    ``converted`` fixture of a converter test: ``config``, ``dst``, ``tmp``)
-    loads it without mismatch and evaluates the synthetic set. Returns the
-    log."""
+def check_tools_with_converted_checkpoint(converted):
+    """The standard tools with a converted checkpoint (the ``converted``
+    fixture of a converter test: ``config``, ``dst``, ``tmp``):
+
+    * ``tools/test.py CONFIG CKPT`` loads it without mismatch and evaluates
+      the synthetic set;
+    * ``MultiModalSegInferencer`` accepts it (the converter recorded the
+      modalities), takes the classes of the config's dataset (the official
+      files name none) and predicts as the strictly loaded model.
+
+    Returns the test log."""
     tmp = converted['tmp']
     metrics_file = osp.join(tmp, 'metrics.json')
     log = tool(
@@ -352,4 +359,35 @@ def check_test_tool_with_converted_checkpoint(converted):
         metrics = json.load(f)
     assert {'aAcc', 'mIoU', 'mAcc'} <= set(metrics)
     assert 0 <= metrics['mIoU'] <= 100
+
+    from mmseg.structures import SegDataSample
+
+    from projects.multimodal_seg.apis import MultiModalSegInferencer
+    from projects.multimodal_seg.datasets import SyntheticRGBDDataset
+    inferencer = MultiModalSegInferencer(
+        converted['config'], weights=converted['dst'], device='cpu')
+    assert inferencer.model.dataset_meta['classes'] == \
+        SyntheticRGBDDataset.METAINFO['classes']
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    depth = rng.integers(500, 8000, (64, 64), dtype=np.uint16)
+    result = inferencer(dict(rgb=rgb, depth=depth), return_datasamples=True)
+    model = build_segmentor(converted['config'])
+    model.load_state_dict(
+        torch.load(converted['dst'], weights_only=True)['state_dict'],
+        strict=True)
+    model.eval()
+    packed = torch.from_numpy(
+        np.concatenate([rgb, depth[..., None]],
+                       axis=2).astype(np.float32)).permute(2, 0, 1)
+    sample = SegDataSample(
+        metainfo=dict(
+            img_shape=(64, 64),
+            ori_shape=(64, 64),
+            modalities=('rgb', 'depth')))
+    with torch.no_grad():
+        expected = model.test_step(
+            dict(inputs=[packed], data_samples=[sample]))[0]
+    torch.testing.assert_close(
+        result.seg_logits.data, expected.seg_logits.data, rtol=0, atol=1e-5)
     return log

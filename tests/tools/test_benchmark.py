@@ -30,15 +30,7 @@ from tools.analysis_tools.reference_formulation import (
 
 THRESHOLD = 0.5  # far above 0.02 so that many tokens are exchanged
 
-
-@pytest.fixture(autouse=True, scope='module')
-def one_thread():
-    """Tiny tensors: one intra-op thread is fastest and immune to other
-    processes on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def tiny_pair(num_modalities):

@@ -14,7 +14,6 @@ import json
 import math
 import os.path as osp
 import pickle
-import shutil
 import sys
 
 import cv2
@@ -25,7 +24,8 @@ from mmdet3d.structures import DepthInstance3DBoxes
 from mmdet3d.structures.bbox_3d import points_cam2img
 
 from projects.multimodal_det3d.visualization import tag_rectangle
-from ..utils import DATA_ROOT, REPO_ROOT, tool
+from ..utils import (DATA_ROOT, REPO_ROOT, dataset_prediction, sunrgbd_layout,
+                     tool)
 
 FIXTURE = osp.join(DATA_ROOT, 'sunrgbd_000017')
 FUSION = osp.join(
@@ -192,14 +192,7 @@ def import_demo():
 
 @pytest.fixture(scope='module')
 def sunrgbd_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp('sunrgbd')
-    (root / 'points').mkdir()
-    (root / 'sunrgbd_trainval' / 'image').mkdir(parents=True)
-    shutil.copy(osp.join(FIXTURE, '000017.bin'), root / 'points')
-    shutil.copy(
-        osp.join(FIXTURE, '000017.jpg'), root / 'sunrgbd_trainval' / 'image')
-    shutil.copy(osp.join(FIXTURE, 'sunrgbd_000017_infos.pkl'), root)
-    return root
+    return sunrgbd_layout(tmp_path_factory.mktemp('sunrgbd'))
 
 
 # ------------------------------------------------------ real model sizes
@@ -300,19 +293,12 @@ def direct_prediction(config, checkpoint, root):
     """The model on the frame as the config's test dataset loads it, with
     PointSample seeded as the demo seeds it."""
     from mmdet3d.apis import init_model
-    from mmdet3d.registry import DATASETS
-    from mmengine.dataset import pseudo_collate
-    from mmengine.registry import DefaultScope
 
     model = init_model(config, checkpoint, device='cpu')
-    with DefaultScope.overwrite_default_scope('mmdet3d'):
-        dataset = DATASETS.build(model.cfg.test_dataloader.dataset)
-        np.random.seed(0)
-        sample = dataset[0]
-    assert osp.samefile(sample['data_samples'].metainfo['img_path'],
+    sample = dataset_prediction(model, model.cfg.test_dataloader.dataset)
+    assert osp.samefile(sample.metainfo['img_path'],
                         osp.join(root, 'sunrgbd_trainval/image/000017.jpg'))
-    with torch.no_grad():
-        return model.test_step(pseudo_collate([sample]))[0].pred_instances_3d
+    return sample.pred_instances_3d
 
 
 def box_edges(corners):
@@ -441,12 +427,28 @@ def test_demo_agnostic_nms_keeps_one_box_per_object(memorised, sunrgbd_root):
     assert (iou <= 0.25 + 1e-6).all(), iou
 
 
-def test_demo_rejects_bad_calibration(tmp_path):
+def test_demo_reads_a_depth2img_text_file(memorised, sunrgbd_root, tmp_path):
+    """CALIB as a text file: the info file's matrix gives the info file's
+    boxes; a matrix of the wrong shape is an error naming the file."""
     demo = import_demo()
-    calib = tmp_path / 'calib.txt'
+    config, checkpoint = memorised
+    _, _, depth2img = ground_truth()
+    calib = tmp_path / 'depth2img.txt'
+    np.savetxt(calib, depth2img)
+    scan = [
+        osp.join(sunrgbd_root, 'points/000017.bin'),
+        osp.join(sunrgbd_root, 'sunrgbd_trainval/image/000017.jpg')
+    ]
+    options = [config, checkpoint, '--out-file', str(tmp_path / 'b.png')]
+    from_text, _ = demo.main(scan + [str(calib)] + options)
+    from_infos, _ = demo.main(
+        scan + [osp.join(sunrgbd_root, 'sunrgbd_000017_infos.pkl')] + options)
+    assert len(from_text) == len(from_infos) > 0
+    assert torch.allclose(from_text.bboxes_3d.tensor,
+                          from_infos.bboxes_3d.tensor)
     calib.write_text('1 0 0\n0 1 0\n')
-    with pytest.raises(ValueError, match='depth2img must be 3x3'):
-        demo.read_depth2img(str(calib), 'x.jpg')
+    with pytest.raises(ValueError, match='depth2img.txt.*must be 3x3'):
+        demo.main(scan + [str(calib)] + options)
 
 
 # ------------------------------------------------------- make demo-3d

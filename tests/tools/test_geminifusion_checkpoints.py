@@ -32,7 +32,7 @@ from .reference_fixtures import (DEPTHS, DIMS, HEADS, SR_RATIOS, E, K, M,
                                  RandomTensors, add_mit_encoder,
                                  add_segformer_head, build_segmentor,
                                  check_cli_error_names_the_file,
-                                 check_test_tool_with_converted_checkpoint,
+                                 check_tools_with_converted_checkpoint,
                                  ref_attention, ref_ensemble, ref_head,
                                  ref_layer_norm, ref_linear, ref_mix_ffn,
                                  ref_patch_embed, reference_file_content)
@@ -270,13 +270,14 @@ def test_converted_file_and_summary(converted):
     assert meta['num_classes'] == K and meta['head_channels'] == E
     assert meta['alpha'] == pytest.approx([0.9, -0.3])
     assert 'hub_stages' not in meta
+    assert meta['dataset_meta'] == {'modalities': ['rgb', 'depth']}
     state = saved['state_dict']
     ref = converted['state']
     assert describe_tokenfusion_state(state) == {
         k: v
         for k, v in meta.items()
         if k not in ('converted_from', 'converter', 'num_tensors',
-                     'epoch_start', 'best_val')
+                     'epoch_start', 'best_val', 'dataset_meta')
     }
     assert not any('score_predictor' in k for k in state)
     # every fusion tensor sits in the fusion layer's site of its block
@@ -355,8 +356,8 @@ def test_matches_reference_forward(converted):
     assert (logits8 - logits).abs().max() > 1e-2
 
 
-def test_test_tool_with_converted_checkpoint(converted):
-    log = check_test_tool_with_converted_checkpoint(converted)
+def test_tools_with_converted_checkpoint(converted):
+    log = check_tools_with_converted_checkpoint(converted)
     assert 'mIoU' in log
 
 

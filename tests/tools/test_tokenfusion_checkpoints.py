@@ -30,7 +30,7 @@ from .reference_fixtures import (DEPTHS, DIMS, HEADS, SR_RATIOS, TINY_MIT, E,
                                  K, M, RandomTensors, add_mit_encoder,
                                  add_segformer_head, build_segmentor,
                                  check_cli_error_names_the_file,
-                                 check_test_tool_with_converted_checkpoint,
+                                 check_tools_with_converted_checkpoint,
                                  make_nvlabs_mit, ref_attention, ref_ensemble,
                                  ref_head, ref_layer_norm, ref_mix_ffn,
                                  ref_patch_embed, reference_file_content)
@@ -175,13 +175,15 @@ def test_converted_file_and_summary(converted):
     assert meta['fused_stages'] == [0, 1, 2, 3]
     assert 'fusion_sites' not in meta and 'hub_stages' not in meta
     assert meta['alpha'] == pytest.approx([0.7, -0.4])
+    # the modality names the inferencer checks (the RGB-D release default)
+    assert meta['dataset_meta'] == {'modalities': ['rgb', 'depth']}
     assert meta == converted['meta']
     state = saved['state_dict']
     assert describe_tokenfusion_state(state) == {
         k: v
         for k, v in meta.items()
         if k not in ('converted_from', 'converter', 'num_tensors',
-                     'epoch_start', 'best_val')
+                     'epoch_start', 'best_val', 'dataset_meta')
     }
     # the score predictors are the fusion layer's, one per stage
     predictors = [k for k in state if 'score_predictor' in k]
@@ -252,8 +254,8 @@ def test_matches_reference_forward(converted):
     assert (ensemble - logits.mean(0)).abs().max() > 1e-2
 
 
-def test_test_tool_with_converted_checkpoint(converted):
-    check_test_tool_with_converted_checkpoint(converted)
+def test_tools_with_converted_checkpoint(converted):
+    check_tools_with_converted_checkpoint(converted)
 
 
 def test_unknown_key_is_an_error(converted):
@@ -285,6 +287,21 @@ def test_missing_modality_is_an_error(converted):
         torch.ones(128)
     with pytest.raises(ValueError, match=r'norm4\.weight'):
         convert_tokenfusion_reference(content)
+
+
+def test_modality_names(converted, tmp_path):
+    named = tokenfusion2mmseg.main([
+        converted['src'],
+        str(tmp_path / 'hha.pth'), '--modalities', 'rgb', 'hha'
+    ])
+    assert named['dataset_meta'] == {'modalities': ['rgb', 'hha']}
+    with pytest.raises(
+            SystemExit, match='--modalities rgb: expected 2 '
+            'distinct names'):
+        tokenfusion2mmseg.main([
+            converted['src'],
+            str(tmp_path / 'one.pth'), '--modalities', 'rgb'
+        ])
 
 
 def test_cli_error_names_the_file(converted):

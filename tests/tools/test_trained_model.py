@@ -1,13 +1,18 @@
 """What a trained model must show through the standard tools: the
 early-concat SegFormer trained for 100 iterations on the synthetic RGB-D
-set clearly beats the untrained one in ``tools/test.py``, and
+set clearly beats the untrained one in ``tools/test.py``,
 ``tools/analysis_tools/missing_modality.py`` finds that it needs both
-modalities (the synthetic set is built so that each one is needed)."""
+modalities (the synthetic set is built so that each one is needed), and
+``demo/multimodal_seg_demo.py`` on the test images' folders predicts what
+``tools/test.py`` scores."""
 import os
 import os.path as osp
 import re
+import shutil
 import sys
 
+import cv2
+import numpy as np
 import pytest
 
 from ..utils import REPO_ROOT, tiny_options, tool
@@ -95,3 +100,43 @@ def test_missing_modality_tool_finds_both_modalities_needed(trained):
            'test.log').read_text()
     # the evaluation ran with depth switched off in the data preprocessor
     assert re.search(r"missing_modalities=\[\s*'depth',\s*\]", log)
+
+
+def test_demo_on_folders_predicts_what_tools_test_scores(trained):
+    """The checkpoint of tools/train.py records its modalities, and the demo
+    CLI on folders of the test images gives the predictions whose mIoU
+    tools/test.py reports (same test pipeline, same model)."""
+    root = trained['tmp'] / 'test_folders'
+    data_root = osp.join(trained['data_root'])
+    with open(osp.join(data_root, 'test.txt')) as f:
+        names = [line.split()[0] for line in f if line.strip()]
+    for sub in ('rgb', 'depth', 'label'):
+        (root / sub).mkdir(parents=True)
+        for name in names:
+            shutil.copy(osp.join(data_root, sub, f'{name}.png'), root / sub)
+    out = trained['tmp'] / 'demo_out'
+    output = tool([
+        sys.executable,
+        osp.join(REPO_ROOT, 'demo/multimodal_seg_demo.py'),
+        str(root / 'rgb'),
+        str(root / 'depth'), CONFIG, trained['trained'], '--out-dir',
+        str(out), '--batch-size', '2'
+    ],
+                  cwd=trained['tmp'],
+                  env=ENV)
+    assert f'{len(names)} sample(s) segmented into {out}' in output
+    num_classes = 5
+    intersect = np.zeros(num_classes)
+    union = np.zeros(num_classes)
+    for name in names:
+        pred = cv2.imread(str(out / 'pred' / f'{name}.png'), 0)
+        label = cv2.imread(str(root / 'label' / f'{name}.png'), 0)
+        assert osp.isfile(out / 'vis' / f'{name}.png')
+        valid = label != 255
+        for c in range(num_classes):
+            p, t = (pred == c) & valid, (label == c) & valid
+            intersect[c] += (p & t).sum()
+            union[c] += (p | t).sum()
+    with np.errstate(invalid='ignore'):
+        demo_miou = 100 * np.nanmean(intersect / union)
+    assert abs(demo_miou - mean_iou(trained, 'trained')) < 0.006

@@ -9,9 +9,8 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from mmengine.config import Config
 
-from ..utils import REPO_ROOT, synthetic_data_options
+from ..utils import REPO_ROOT, random_seg_checkpoint, synthetic_data_options
 
 DEMO = osp.join(
     REPO_ROOT, 'configs/tokenfusion/'
@@ -19,7 +18,7 @@ DEMO = osp.join(
 
 
 def test_exchange_maps_upsampling_and_overlay():
-    from tools.analysis_tools.visualize_token_exchange import (
+    from projects.multimodal_seg.visualization.token_exchange_maps import (
         default_layers, exchange_maps, overlay_exchange, upsample_token_map)
     theta = 0.3
     # 2 modalities on a 2x3 token grid; a score equal to θ is kept
@@ -76,17 +75,8 @@ def test_exchange_maps_upsampling_and_overlay():
 
 @pytest.fixture
 def random_checkpoint(tmp_path):
-    from mmengine.registry import DefaultScope
-    from mmseg.registry import MODELS
-
-    import projects.multimodal_seg  # noqa: F401  (registers the modules)
-    cfg = Config.fromfile(DEMO)
-    torch.manual_seed(0)
-    with DefaultScope.overwrite_default_scope('mmseg'):
-        model = MODELS.build(cfg.model)
-    model.init_weights()
     path = tmp_path / 'random.pth'
-    torch.save({'state_dict': model.state_dict()}, path)
+    random_seg_checkpoint(DEMO, path)
     return path
 
 
@@ -94,6 +84,8 @@ def test_visualize_token_exchange_cli(tmp_path, random_checkpoint, capsys):
     from projects.multimodal_seg.datasets.transforms.loading import read_depth
     from projects.multimodal_seg.visualization.multimodal_visualizer import \
         colourize_depth
+    from projects.multimodal_seg.visualization.token_exchange_maps import (
+        FigureLayout, overlay_exchange)
     from tools.analysis_tools import visualize_token_exchange
     data_root = tmp_path / 'synthetic'
     script = osp.join(REPO_ROOT,
@@ -138,7 +130,7 @@ def test_visualize_token_exchange_cli(tmp_path, random_checkpoint, capsys):
 
     def panels(png, rows):
         figure = cv2.imread(png)[..., ::-1]
-        layout = visualize_token_exchange.FigureLayout(rows, 2, (128, 128))
+        layout = FigureLayout(rows, 2, (128, 128))
         assert figure.shape[:2] == layout.size
         for row in range(rows):
             for col in range(2):
@@ -156,8 +148,7 @@ def test_visualize_token_exchange_cli(tmp_path, random_checkpoint, capsys):
         images = raw_images(png)
         for row, col, panel in panels(png, rows=4):
             source = np.full((64, 64), 1 - col)  # rgb <- depth, depth <- rgb
-            assert (panel == visualize_token_exchange.overlay_exchange(
-                images[col], source)).all()
+            assert (panel == overlay_exchange(images[col], source)).all()
             assert (panel != images[col]).any(axis=2).mean() > 0.9
     assert outputs[1.0].count('exchanged  rgb: 1.0000  depth: 1.0000') == 8
     for layer in ('block1.0', 'block2.0', 'block3.0', 'block4.0'):

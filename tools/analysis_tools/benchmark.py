@@ -80,6 +80,18 @@ stage-1 tokens ceil(H/4) x ceil(W/4)). Example::
         --models tokenfusion-m2 geminifusion --warmup 1 --iters 1 \
         --threads 1 --timer cpu
 
+``--backend ort``: instead of the tables, for every ``--models`` entry
+(``tokenfusion-mN``, ``geminifusion``; default both M = 2 models) and
+``--sizes`` entry, batch-1 inference of the deployment graph exported by
+``tools/deployment/pytorch2onnx.py`` (normalisation of raw inputs +
+``encode_decode``) in onnxruntime vs the same module in PyTorch eager,
+timed in turns in one process (:mod:`benchmarking.backends`; needs
+``requirements/deploy.txt``). The numbers of ``docs/deployment.md``::
+
+    python tools/analysis_tools/benchmark.py --backend ort --arch b2 \
+        --sizes 480x640 --warmup 2 --iters 10 --threads 1 --timer cpu \
+        --out work_dirs/benchmark/ort_b2_480x640.md
+
 Every ``x rgb`` column is the ratio to the ``rgb`` row of the same run.
 GeminiFusion vs TokenFusion vs early concat at real size (MiT-B3, the
 smallest GeminiFusion release), one run::
@@ -107,13 +119,19 @@ if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
 from projects.multimodal_seg.models import MIT_ARCHS
-from tools.analysis_tools.benchmarking.isolation import measure, run_paired
+from tools.analysis_tools.benchmarking.backends import (BACKENDS,
+                                                        check_backend_model)
+from tools.analysis_tools.benchmarking.isolation import (measure,
+                                                         run_in_subprocess,
+                                                         run_paired,
+                                                         timing_env)
 from tools.analysis_tools.benchmarking.macs import check_flops
 from tools.analysis_tools.benchmarking.models import (ALL_MODELS,
                                                       DEFAULT_MODELS,
                                                       parse_model_name)
 # yapf: disable
-from tools.analysis_tools.benchmarking.report import (format_header,
+from tools.analysis_tools.benchmarking.report import (format_backends,
+                                                      format_header,
                                                       format_mib,
                                                       format_paired,
                                                       format_scaling,
@@ -125,6 +143,10 @@ from tools.analysis_tools.benchmarking.scaling import (SCALING_SIZES,
                                                        run_scaling)
 from tools.analysis_tools.benchmarking.steps import MODES
 from tools.analysis_tools.benchmarking.timing import TIMERS
+from tools.analysis_tools.benchmarking.worker import run_spec
+
+# the models of --backend when --models is not given
+DEFAULT_BACKEND_MODELS = ('tokenfusion-m2', 'geminifusion')
 
 
 def parse_size(text: str):
@@ -140,8 +162,9 @@ def parse_args(argv=None):
     parser.add_argument(
         '--models',
         nargs='+',
-        default=list(DEFAULT_MODELS),
-        help=f'from {ALL_MODELS} (any tokenfusion-mN / reference-mN)')
+        help=f'from {ALL_MODELS} (any tokenfusion-mN / reference-mN); '
+        f'default {list(DEFAULT_MODELS)}, with --backend '
+        f'{list(DEFAULT_BACKEND_MODELS)}')
     parser.add_argument(
         '--sizes',
         nargs='+',
@@ -217,9 +240,20 @@ def parse_args(argv=None):
         type=parse_size,
         default=[list(s) for s in SCALING_SIZES],
         help='input sizes HxW of --scaling')
+    parser.add_argument(
+        '--backend',
+        choices=list(BACKENDS),
+        help='only the deployment comparison: the exported ONNX graph in '
+        'this runtime vs PyTorch eager, batch 1, for every --models and '
+        '--sizes entry, timed in turns in one process (--warmup rounds, '
+        'then --iters rounds)')
     parser.add_argument('--out', help='write the markdown tables here')
     parser.add_argument('--json-out', help='write the raw results here')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.models is None:
+        args.models = list(
+            DEFAULT_BACKEND_MODELS if args.backend else DEFAULT_MODELS)
+    return args
 
 
 def base_spec_of(args) -> dict:
@@ -279,10 +313,37 @@ def run_tables(args, base_spec: dict, start: float) -> dict:
     return results
 
 
+def run_backends(args, base_spec: dict, start: float) -> list:
+    """``--backend``: the comparison of every (size, model), each in a
+    fresh process unless ``--in-process``, with a progress line each."""
+    results = []
+    for size in args.sizes:
+        for name in args.models:
+            spec = dict(
+                base_spec,
+                model=name,
+                size=size,
+                mode='infer',
+                batch=1,
+                backend=args.backend)
+            r = run_spec(spec) if args.in_process else \
+                run_in_subprocess(spec, timing_env(spec))
+            results.append(r)
+            print(
+                f'[{time.time() - start:6.0f}s] {size[0]}x{size[1]} '
+                f'{name:15s} PyTorch {r["medians"][0]:.3f}s '
+                f'{args.backend} {r["medians"][1]:.3f}s ratio '
+                f'{r["ratio"]:.2f}',
+                flush=True)
+    return results
+
+
 def main(argv=None):
     args = parse_args(argv)
     for name in args.models:
         parse_model_name(name)
+        if args.backend:
+            check_backend_model(name)
     if args.check_flops:
         report_flop_check()
     if args.timer == 'cpu' and (args.threads > 1 or args.device != 'cpu'):
@@ -290,6 +351,12 @@ def main(argv=None):
     load_start = load_average()
     start = time.time()
     base_spec = base_spec_of(args)
+    if args.backend:
+        backend = run_backends(args, base_spec, start)
+        report = format_backends(backend, args)
+        header = format_header(args, time.time() - start, load_start)
+        write_report(header, report, dict(backend=backend), args)
+        return
     if args.scaling:
         scaling = run_scaling(args, base_spec)
         report = format_scaling(scaling, args)

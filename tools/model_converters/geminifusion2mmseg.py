@@ -70,10 +70,12 @@ def convert_geminifusion_reference(checkpoint: Mapping) -> OrderedDict:
     return convert_geminifusion_mit_reference(state)
 
 
-def convert(src: str, dst: str) -> dict:
+def convert(src: str,
+            dst: str,
+            modalities: Optional[Sequence[str]] = None) -> dict:
     """Convert ``src`` into ``dst``; returns the summary of the model."""
     return convert_file(src, dst, convert_geminifusion_reference, TOOL,
-                        REFERENCE_META)
+                        REFERENCE_META, modalities)
 
 
 def main(argv: Optional[Sequence[str]] = None):

@@ -18,7 +18,7 @@ import argparse
 import os
 import os.path as osp
 import sys
-from typing import Callable, Mapping, Optional, Sequence
+from typing import Callable, Mapping, Optional, Sequence, Tuple
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 if REPO_ROOT not in sys.path:
@@ -38,6 +38,30 @@ SUMMARY_KEYS = ('num_tensors', 'fusion', 'arch', 'num_modalities',
                 'fusion_heads', 'hub_stages', 'head_channels', 'num_classes',
                 'alpha', 'ensemble_weights')
 
+# modality names of the official releases, by number of modalities: the
+# RGB-D checkpoints (NYUDv2, SUN RGB-D, DeLiVER RGB-D) and DeLiVER's four
+DEFAULT_MODALITIES = {
+    2: ('rgb', 'depth'),
+    4: ('rgb', 'depth', 'event', 'lidar'),
+}
+
+
+def modality_names(num_modalities: int,
+                   given: Optional[Sequence[str]] = None) -> Tuple[str, ...]:
+    """The modality names to record for a model of ``num_modalities``:
+    ``given`` (checked against the weights) or the release default."""
+    if given is None:
+        if num_modalities not in DEFAULT_MODALITIES:
+            raise ValueError(
+                f'the weights hold {num_modalities} modalities, for which '
+                'no release default exists; name them with --modalities')
+        return DEFAULT_MODALITIES[num_modalities]
+    if len(given) != num_modalities or len(set(given)) != len(given):
+        raise ValueError(
+            f'--modalities {" ".join(given)}: expected {num_modalities} '
+            'distinct names, as many as the weights hold modalities')
+    return tuple(given)
+
 
 def parse_args(argv=None,
                description='Convert an official TokenFusion '
@@ -46,6 +70,14 @@ def parse_args(argv=None,
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument('src', help='official checkpoint (.pth.tar / .pth)')
     parser.add_argument('dst', help='output checkpoint (.pth)')
+    parser.add_argument(
+        '--modalities',
+        nargs='+',
+        help='modality names in the order the model stacks them, recorded '
+        'in the output meta (the inferencer checks them against the '
+        'config); default: ' +
+        ', '.join(f'{m} modalities: {" ".join(n)}'
+                  for m, n in DEFAULT_MODALITIES.items()))
     return parser.parse_args(argv)
 
 
@@ -61,9 +93,12 @@ def convert_file(src: str,
                  dst: str,
                  converter: Callable[[Mapping], dict],
                  tool: str,
-                 reference_meta: Sequence[str] = _REFERENCE_META) -> dict:
+                 reference_meta: Sequence[str] = _REFERENCE_META,
+                 modalities: Optional[Sequence[str]] = None) -> dict:
     """Convert ``src`` with ``converter`` into ``dst`` (``{'state_dict',
-    'meta'}``); returns the meta: the model summary and the training state
+    'meta'}``); returns the meta: the model summary, the modality names
+    (``dataset_meta.modalities``, where this repository's training records
+    them too; see :func:`modality_names`) and the training state
     ``reference_meta`` of the file."""
     # the references save with pickle (torch < 1.6 era), not weights only
     checkpoint = torch.load(src, map_location='cpu', weights_only=False)
@@ -75,6 +110,9 @@ def convert_file(src: str,
         converted_from=osp.abspath(src),
         converter=f'tools/model_converters/{tool}',
         num_tensors=len(state),
+        dataset_meta=dict(
+            modalities=list(
+                modality_names(info['num_modalities'], modalities))),
         **info)
     meta.update(
         {k: _plain(checkpoint[k])
@@ -93,21 +131,28 @@ def run(args,
     message naming the source file."""
     try:
         meta = convert_file(args.src, args.dst, converter, tool,
-                            reference_meta)
+                            reference_meta, args.modalities)
     except Exception as exc:  # noqa: BLE001  (any failure names the file)
         raise SystemExit(f'{tool}: cannot convert {args.src}: '
                          f'{type(exc).__name__}: {exc}')
     print(f'Converted {args.src} -> {args.dst}')
+    print(f'  modalities: {meta["dataset_meta"]["modalities"]}')
     for key in tuple(SUMMARY_KEYS) + tuple(reference_meta):
         if key in meta:
             print(f'  {key}: {meta[key]}')
     return meta
 
 
-def convert(src: str, dst: str) -> dict:
+def convert(src: str,
+            dst: str,
+            modalities: Optional[Sequence[str]] = None) -> dict:
     """Convert ``src`` into ``dst``; returns the summary of the model."""
-    return convert_file(src, dst, convert_tokenfusion_reference,
-                        'tokenfusion2mmseg.py')
+    return convert_file(
+        src,
+        dst,
+        convert_tokenfusion_reference,
+        'tokenfusion2mmseg.py',
+        modalities=modalities)
 
 
 def main(argv: Optional[Sequence[str]] = None):

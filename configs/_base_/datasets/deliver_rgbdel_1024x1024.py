@@ -7,10 +7,11 @@
 # modalities the dataset does not list do nothing.
 # Deviations from the reference augmentation: the RGB colour jitter (p 0.2,
 # brightness / contrast / saturation x U[0.5, 1.5]) is approximated by
-# mmseg's PhotoMetricDistortion applied with p 0.2; the 3x3 Gaussian blur of
-# RGB (p 0.2) is left out; mmseg resizes the extra modalities with nearest
-# (the reference: bilinear); evaluation scores the logits resized to the
-# original label size (the reference resizes the labels to the input size,
+# mmseg's PhotoMetricDistortion without its hue step, applied with p 0.2;
+# the 3x3 Gaussian blur of RGB (p 0.2) is left out; mmseg resizes the
+# extra modalities with nearest (the reference: bilinear); evaluation
+# scores the logits resized to the original label size (the reference
+# resizes the labels to the input size,
 # 1042 -> 1024 px).
 dataset_type = 'DeLiVERDataset'
 data_root = 'data/DELIVER'
@@ -36,11 +37,10 @@ train_pipeline = load_modalities + [
         prob=0.2,
         transforms=[
             dict(
-                type='PhotoMetricDistortion',
+                type='PhotoMetricDistortionNoHue',
                 brightness_delta=32,
                 contrast_range=(0.5, 1.5),
-                saturation_range=(0.5, 1.5),
-                hue_delta=0)
+                saturation_range=(0.5, 1.5))
         ]),
     dict(type='RandomFlip', prob=0.5),
     dict(

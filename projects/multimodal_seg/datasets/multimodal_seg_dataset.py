@@ -70,9 +70,10 @@ class MultiModalSegDataset(BaseSegDataset):
     ``ann_columns`` the tokens are paths relative to ``data_root``, one per
     named column (``'rgb'``, ``'label'`` or a modality name).
 
-    Each data info carries ``modalities`` (the ordered modality names the
-    pipeline must load and pack), ``modality_paths`` (paths of the non-RGB
-    modalities) and ``num_classes`` (for the label check of
+    The dataset's ``metainfo`` holds ``modalities`` besides the classes and
+    palette. Each data info carries ``modalities`` (the ordered modality
+    names the pipeline must load and pack), ``modality_paths`` (paths of
+    the non-RGB modalities) and ``num_classes`` (for the label check of
     ``LoadValidatedAnnotations``).
 
     Args:
@@ -130,6 +131,10 @@ class MultiModalSegDataset(BaseSegDataset):
                     'reduce_zero_label'):
             kwargs.setdefault(key, preset[key])
         super().__init__(**kwargs)
+        # The runner saves the training set's metainfo in every checkpoint
+        # (meta.dataset_meta): the inferencer checks a checkpoint's
+        # modalities against its config with it.
+        self._metainfo['modalities'] = self.modalities
 
     def _split_lines(self) -> List[str]:
         lines = [

@@ -62,11 +62,14 @@ class ModalityNorm:
         self.repeat = repeat
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        """(in_channels, H, W) -> (out_channels, H, W) float."""
+        """(..., in_channels, H, W) -> (..., out_channels, H, W) float: one
+        sample or a batch (the ONNX export's graph)."""
         if self.bgr_to_rgb:
-            x = x.flip(0)
+            x = x.flip(-3)
         x = (x.float() - self.mean.to(x.device)) / self.std.to(x.device)
-        return x.repeat(self.repeat, 1, 1) if self.repeat > 1 else x
+        if self.repeat > 1:
+            x = x.repeat(*([1] * (x.dim() - 3)), self.repeat, 1, 1)
+        return x
 
 
 @MODELS.register_module()
@@ -162,15 +165,16 @@ class MultiModalSegDataPreProcessor(SegDataPreProcessor):
                 f'{self.modalities}')
 
     def normalize(self, inputs: torch.Tensor) -> torch.Tensor:
-        """Normalise one packed (sum in_channels, H, W) sample."""
-        parts = inputs.split(self.in_channels, dim=0)
+        """Normalise a packed (..., sum in_channels, H, W) sample or batch
+        into (..., sum out_channels, H, W)."""
+        parts = inputs.split(self.in_channels, dim=-3)
         outputs = []
         for norm, x in zip(self.norms, parts):
             x = norm(x)
             if norm.name in self.missing_modalities:
                 x = torch.zeros_like(x)  # = the mean after normalisation
             outputs.append(x)
-        return torch.cat(outputs)
+        return torch.cat(outputs, dim=-3)
 
     def forward(self, data: dict, training: bool = False) -> Dict[str, Any]:
         """Check and normalise each sample per modality, then batch and pad

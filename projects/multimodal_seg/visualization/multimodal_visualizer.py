@@ -25,6 +25,23 @@ def colourize_depth(depth: np.ndarray) -> np.ndarray:
     return out
 
 
+def modality_panel(modality: str, value) -> np.ndarray:
+    """A displayable (H, W, 3) RGB uint8 picture of one modality given as a
+    file or as an array as loaded (mmcv's BGR order for colour): depth
+    colourised (:func:`colourize_depth`), RGB / image-like maps as they
+    are, a single-channel map in grey."""
+    if isinstance(value, str):
+        if 'depth' in modality:
+            return colourize_depth(read_depth(value))
+        return mmcv.imread(value, channel_order='rgb')
+    array = np.asarray(value)
+    if 'depth' in modality:
+        return colourize_depth(array.astype(np.float32))
+    if array.ndim == 2:
+        array = np.repeat(array[..., None], 3, axis=2)
+    return np.ascontiguousarray(array[..., 2::-1]).astype(np.uint8)
+
+
 @VISUALIZERS.register_module()
 class MultiModalSegLocalVisualizer(SegLocalVisualizer):
     """``SegLocalVisualizer`` that draws one row per sample:
@@ -42,11 +59,7 @@ class MultiModalSegLocalVisualizer(SegLocalVisualizer):
         for modality in data_sample.metainfo.get('modalities', ()):
             if modality == 'rgb' or modality not in paths:
                 continue
-            path = paths[modality]
-            if 'depth' in modality:
-                panel = colourize_depth(read_depth(path))
-            else:
-                panel = mmcv.imread(path, channel_order='rgb')
+            panel = modality_panel(modality, paths[modality])
             if panel.shape[:2] != shape[:2]:
                 panel = mmcv.imresize(panel, (shape[1], shape[0]))
             panels.append(panel)

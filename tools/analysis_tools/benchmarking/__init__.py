@@ -8,6 +8,8 @@
 * :mod:`.worker`: one measurement in one process (and its ``-m`` entry);
 * :mod:`.isolation`: running workers in fresh subprocesses;
 * :mod:`.scaling`: the token-scaling run and its power-law fit;
+* :mod:`.backends`: the ONNX export in onnxruntime vs PyTorch eager
+  (``--backend ort``);
 * :mod:`.report`: the markdown tables and the written report.
 
 Nothing is imported here, so that ``python -m

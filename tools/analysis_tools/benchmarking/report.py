@@ -4,6 +4,7 @@ and where they are written. Every ``x rgb`` column is the ratio to the
 import json
 import os
 import os.path as osp
+import platform
 from typing import List, Optional
 
 import torch
@@ -29,6 +30,22 @@ def load_average() -> str:
         return '/'.join(f'{v:.1f}' for v in os.getloadavg())
     except OSError:
         return 'n/a'
+
+
+def machine_description() -> str:
+    """The CPU model (``/proc/cpuinfo``, else ``platform``) and the number
+    of logical CPUs, e.g. ``'AMD EPYC, 2 logical CPUs'``."""
+    name = ''
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('model name'):
+                    name = line.split(':', 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    name = name or platform.processor() or platform.machine() or 'unknown CPU'
+    return f'{name}, {os.cpu_count()} logical CPUs'
 
 
 def format_header(args,
@@ -190,3 +207,35 @@ def write_report(header: str, report: str, results: dict, args) -> None:
     if args.json_out:
         with open(args.json_out, 'w') as f:
             json.dump(results, f, indent=1)
+
+
+def format_backends(results: List[dict], args) -> str:
+    """The ``--backend`` table: per model and size the batch-1 latency of
+    PyTorch eager and of onnxruntime (medians), the ratio measured in the
+    same rounds, the largest output difference, export time and file
+    size."""
+    versions = results[0] if results else {}
+    lines = [
+        f'### ONNX Runtime vs PyTorch eager, {args.arch.upper()}, '
+        f'{args.device}, {args.threads} threads, {args.timer} time, '
+        f'{machine_description()}; torch {versions.get("torch_version")}, '
+        f'onnxruntime {versions.get("onnxruntime_version")}', '',
+        '| model | H x W | PyTorch eager b1 (ms) | onnxruntime b1 (ms) | '
+        'onnxruntime / PyTorch | max abs diff (logits / streams) | '
+        'export (s) | ONNX (MiB) |', '|---' * 8 + '|'
+    ]
+    for r in results:
+        h, w = r['size']
+        diffs = r['max_abs_diff']
+        lines.append(f"| {r['model']} | {h}x{w} | "
+                     f"{r['medians'][0] * 1e3:.0f} | "
+                     f"{r['medians'][1] * 1e3:.0f} | {r['ratio']:.2f} | "
+                     f"{diffs['logits']:.1e} / {diffs['stream_logits']:.1e} "
+                     f"| {r['export_seconds']:.0f} | "
+                     f"{format_mib(r['onnx_bytes'])} |")
+    lines += [
+        '', f'Ratio: median over {args.iters} rounds of onnxruntime / '
+        f'PyTorch, the two timed in turns in one process after '
+        f'{args.warmup} warm-up round(s); latencies are medians.'
+    ]
+    return '\n'.join(lines) + '\n'

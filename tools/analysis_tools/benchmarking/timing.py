@@ -7,7 +7,7 @@ CUDA) and the process' CPU seconds (``time.process_time``), which with one
 thread does not count the time other processes take the core away.
 """
 import time
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Sequence
 
 import torch
 
@@ -35,6 +35,24 @@ def time_fn(fn: Callable[[], None], warmup: int, iters: int,
         wall.append(time.perf_counter() - start)
         cpu.append(time.process_time() - start_cpu)
     return dict(wall=wall, cpu=cpu)
+
+
+def time_alternately(fns: Sequence[Callable[[], None]], warmup: int,
+                     iters: int, device: str) -> List[Dict[str, List[float]]]:
+    """Time several closures in turns (A B A B ...), so that slow drifts of
+    the machine's load hit all of them alike: ``warmup`` untimed rounds,
+    then ``iters`` timed ones; per closure ``{'wall': [...], 'cpu':
+    [...]}`` as :func:`time_fn`."""
+    for _ in range(warmup):
+        for fn in fns:
+            fn()
+    times = [{'wall': [], 'cpu': []} for _ in fns]
+    for _ in range(iters):
+        for fn, record in zip(fns, times):
+            one = time_fn(fn, 0, 1, device)
+            for key in record:
+                record[key] += one[key]
+    return times
 
 
 def profile_fn(fn: Callable[[], None], device: str, rows: int = 25) -> str:

@@ -6,7 +6,8 @@ A measurement is described by a JSON-able ``spec`` dict (built by
 ``warmup``, ``iters``, ``threads``, ``timer`` ('wall' / 'cpu'), ``device``,
 ``head_channels``, ``num_classes``, ``backbone_only``, ``profile``,
 optionally ``measure='memory'`` (one step's memory only) or
-``measure='scaling'``, and for a paired timing ``baseline`` (model B).
+``measure='scaling'``, for a paired timing ``baseline`` (model B), for
+a backend comparison ``backend`` (:mod:`.backends`).
 
 Run as ``python -m tools.analysis_tools.benchmarking.worker SPEC_JSON``
 from the repository root, it prints the result as one line
@@ -21,13 +22,16 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
+from tools.analysis_tools.benchmarking.backends import run_backend_worker
 from tools.analysis_tools.benchmarking.macs import (count_macs_split,
                                                     count_params)
 from tools.analysis_tools.benchmarking.memory import PeakMemory
 from tools.analysis_tools.benchmarking.models import (build_model,
                                                       parse_model_name)
 from tools.analysis_tools.benchmarking.steps import make_inputs, make_step
-from tools.analysis_tools.benchmarking.timing import profile_fn, time_fn
+from tools.analysis_tools.benchmarking.timing import (profile_fn,
+                                                      time_alternately,
+                                                      time_fn)
 
 RESULT_TAG = 'BENCHMARK_RESULT '
 
@@ -106,15 +110,8 @@ def run_paired_worker(spec: dict) -> dict:
     for name in (spec['model'], spec['baseline']):
         one = dict(spec, model=name)
         steps.append(step_for_spec(build_for_spec(one), one, spec['batch']))
-    for _ in range(spec['warmup']):
-        for step in steps:
-            step()
-    times = [{'wall': [], 'cpu': []} for _ in steps]
-    for _ in range(spec['iters']):
-        for step, record in zip(steps, times):
-            one = time_fn(step, 0, 1, spec['device'])
-            for key in record:
-                record[key] += one[key]
+    times = time_alternately(steps, spec['warmup'], spec['iters'],
+                             spec['device'])
     timer = spec['timer']
     ratios = [a / b for a, b in zip(times[0][timer], times[1][timer])]
     return dict(
@@ -125,8 +122,11 @@ def run_paired_worker(spec: dict) -> dict:
 
 
 def run_spec(spec: dict) -> dict:
-    """A paired timing if ``spec`` names a ``baseline``, else one
-    measurement."""
+    """A backend comparison if ``spec`` names a ``backend``, a paired
+    timing if it names a ``baseline``, else one measurement."""
+    if 'backend' in spec:
+        _setup(spec)
+        return run_backend_worker(spec)
     return run_paired_worker(spec) if 'baseline' in spec else run_worker(spec)
 
 

@@ -1,11 +1,13 @@
 from .formatting import PackMultiModalSegInputs
+from .inferencer_loading import LoadMultiModalInferencerInputs
 from .loading import (LoadDepthFromFile, LoadModalityImageFromFile,
                       LoadValidatedAnnotations, read_depth)
 from .modality_corruption import CORRUPTION_META_KEYS, RandomModalityCorruption
-from .processing import MultiModalPad
+from .processing import MultiModalPad, PhotoMetricDistortionNoHue
 
 __all__ = [
     'CORRUPTION_META_KEYS', 'RandomModalityCorruption', 'LoadDepthFromFile',
-    'LoadModalityImageFromFile', 'LoadValidatedAnnotations', 'MultiModalPad',
-    'PackMultiModalSegInputs', 'read_depth'
+    'LoadModalityImageFromFile', 'LoadMultiModalInferencerInputs',
+    'LoadValidatedAnnotations', 'MultiModalPad', 'PackMultiModalSegInputs',
+    'PhotoMetricDistortionNoHue', 'read_depth'
 ]

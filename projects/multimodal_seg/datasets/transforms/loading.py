@@ -76,13 +76,28 @@ def read_depth(path: str,
                     'single-channel depth map (colourised depth is not '
                     'supported)')
             depth = depth[..., 0]
+    return depth_from_array(depth, f'Depth file {path}', unit_scale, dtypes)
+
+
+def depth_from_array(
+    depth: np.ndarray,
+    source: str,
+    unit_scale: float = 1.0,
+    dtypes: Sequence[str] = ('uint16', 'float32', 'float64')
+) -> np.ndarray:
+    """A stored depth map as :func:`read_depth` returns it: checked dtype
+    and shape, float32 (H, W), raw value x ``unit_scale``, invalid values
+    as 0. ``source`` names the data in errors."""
+    if not isinstance(depth, np.ndarray):
+        raise TypeError(f'{source} is a {type(depth).__name__}, expected a '
+                        'numpy array')
     if depth.dtype.name not in dtypes:
         raise TypeError(
-            f'Depth file {path} stores {depth.dtype.name}, expected one of '
+            f'{source} stores {depth.dtype.name}, expected one of '
             f'{tuple(dtypes)} (16-bit PNG in millimetres by default; pass '
             "dtypes=('uint8',) for 8-bit releases such as DFormer's)")
     if depth.ndim != 2:
-        raise ValueError(f'Depth file {path} has shape {depth.shape}, '
+        raise ValueError(f'{source} has shape {depth.shape}, '
                          'expected a single-channel (H, W) map')
     depth = depth.astype(np.float32) * np.float32(unit_scale)
     depth[~np.isfinite(depth) | (depth < 0)] = 0
@@ -118,6 +133,10 @@ class BaseLoadModality(BaseTransform):
     def read(self, path: str) -> np.ndarray:
         raise NotImplementedError
 
+    def from_array(self, array: np.ndarray, source: str) -> np.ndarray:
+        """An in-memory map as :meth:`read` returns a stored one."""
+        raise NotImplementedError
+
     def transform(self, results: dict) -> dict:
         name = sample_name(results)
         if self.modality not in results.get('modalities', ()):
@@ -125,11 +144,17 @@ class BaseLoadModality(BaseTransform):
             # config sharing the RGB-D pipeline). A modality the dataset
             # lists but no loader loads is caught by the packing transform.
             return results
-        path = results['modality_paths'][self.modality]
-        if not osp.isfile(path) and self.backend_args is None:
-            raise FileNotFoundError(
-                f'Sample {name}: {self.modality} file {path} does not exist')
-        array = self.read(path)
+        arrays = results.get('modality_arrays') or {}
+        if self.modality in arrays:  # given in memory (the inferencer)
+            path = f'(the {self.modality} array)'
+            array = self.from_array(arrays[self.modality],
+                                    f'Sample {name}: {self.modality} array')
+        else:
+            path = results['modality_paths'][self.modality]
+            if not osp.isfile(path) and self.backend_args is None:
+                raise FileNotFoundError(f'Sample {name}: {self.modality} '
+                                        f'file {path} does not exist')
+            array = self.read(path)
         expected = results.get('ori_shape')
         if 'img' in results and tuple(results['img_shape']) != tuple(
                 results['ori_shape']):
@@ -145,8 +170,9 @@ class BaseLoadModality(BaseTransform):
                 expected[:2]):
             raise ValueError(
                 f'Sample {name}: {self.modality} {path} is '
-                f'{array.shape[1]}x{array.shape[0]} (WxH) but the RGB image '
-                f'is {expected[1]}x{expected[0]}; the modalities of a sample '
+                f'{array.shape[1]}x{array.shape[0]} (WxH) but the '
+                f'{results.get("reference_modality", "RGB")} image is '
+                f'{expected[1]}x{expected[0]}; the modalities of a sample '
                 'must be pixel-aligned')
         results[self.modality] = array
         if self.modality not in results.setdefault('seg_fields', []):
@@ -158,7 +184,8 @@ class BaseLoadModality(BaseTransform):
 class LoadDepthFromFile(BaseLoadModality):
     """Load a depth map (16-bit PNG or float ``.npy``) as float32 (H, W).
 
-    Required keys: ``modality_paths``, ``modalities``; optional ``img``.
+    Required keys: ``modality_paths`` (or, for maps given in memory,
+    ``modality_arrays``), ``modalities``; optional ``img``.
     Added keys: ``<modality>``; appended to ``seg_fields``.
 
     Args:
@@ -183,6 +210,9 @@ class LoadDepthFromFile(BaseLoadModality):
     def read(self, path: str) -> np.ndarray:
         return read_depth(path, self.unit_scale, self.dtypes,
                           self.backend_args)
+
+    def from_array(self, array: np.ndarray, source: str) -> np.ndarray:
+        return depth_from_array(array, source, self.unit_scale, self.dtypes)
 
     def __repr__(self) -> str:
         return (f'{type(self).__name__}(modality={self.modality!r}, '
@@ -224,6 +254,30 @@ class LoadModalityImageFromFile(BaseLoadModality):
             raise OSError(f'Cannot decode {self.modality} image {path} '
                           '(unreadable or truncated file)')
         return image.astype(np.float32)
+
+    def from_array(self, array: np.ndarray, source: str) -> np.ndarray:
+        """An 8-bit (H, W) or (H, W, C) array in mmcv's channel order,
+        brought to the layout ``color_type`` decodes a file to."""
+        if not isinstance(array, np.ndarray) or array.dtype != np.uint8:
+            raise TypeError(
+                f'{source}: expected a uint8 numpy array (an 8-bit image), '
+                f'got {getattr(array, "dtype", type(array).__name__)}')
+        if array.ndim == 3 and array.shape[2] == 1:
+            array = array[..., 0]
+        if self.color_type == 'color':
+            if array.ndim == 2:  # grey, as decoding with 'color' tiles it
+                array = np.repeat(array[..., None], 3, axis=2)
+            elif array.ndim == 3 and array.shape[2] == 4:
+                array = array[..., :3]  # alpha dropped, as decoding does
+        elif self.color_type == 'grayscale' and array.ndim != 2:
+            raise ValueError(f'{source} has shape {array.shape}; the config '
+                             "loads it with color_type='grayscale': give an "
+                             '(H, W) array')
+        if array.ndim not in (2, 3) or (self.color_type == 'color'
+                                        and array.shape[2] != 3):
+            raise ValueError(f'{source} has shape {array.shape}, expected '
+                             '(H, W) or (H, W, 3)')
+        return array.astype(np.float32)
 
     def __repr__(self) -> str:
         return (f'{type(self).__name__}(modality={self.modality!r}, '

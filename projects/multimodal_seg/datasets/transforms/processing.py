@@ -1,6 +1,9 @@
-"""Geometric transforms that need to know about extra modalities."""
+"""Geometric transforms that need to know about extra modalities, and the
+RGB colour jitter of the DeLiVER recipe."""
 import mmcv
+import numpy as np
 from mmcv.transforms import Pad
+from mmseg.datasets.transforms import PhotoMetricDistortion
 from mmseg.registry import TRANSFORMS
 
 
@@ -33,3 +36,23 @@ class MultiModalPad(Pad):
                     pad_val=value,
                     padding_mode=self.padding_mode)
         return results
+
+
+@TRANSFORMS.register_module()
+class PhotoMetricDistortionNoHue(PhotoMetricDistortion):
+    """mmseg's ``PhotoMetricDistortion`` (brightness, contrast, saturation)
+    without its hue step, for recipes that jitter no hue (DeLiVER's).
+
+    ``hue_delta=0`` does not do this in mmseg 1.2: the hue step draws
+    ``randint(-hue_delta, hue_delta)``, which raises "high <= 0" whenever the
+    step runs (half the calls). Touches ``img`` only.
+    """
+
+    def __init__(self, **kwargs) -> None:
+        if kwargs.pop('hue_delta', 0):
+            raise ValueError('PhotoMetricDistortionNoHue changes no hue; '
+                             "use mmseg's PhotoMetricDistortion for hue_delta")
+        super().__init__(hue_delta=0, **kwargs)
+
+    def hue(self, img: np.ndarray) -> np.ndarray:
+        return img

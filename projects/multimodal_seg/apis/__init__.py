@@ -1,0 +1,3 @@
+from .multimodal_seg_inferencer import MultiModalSegInferencer
+
+__all__ = ['MultiModalSegInferencer']

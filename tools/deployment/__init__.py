@@ -1,0 +1,2 @@
+"""Deployment tools: ONNX export of the fused segmentors
+(``pytorch2onnx.py``, see ``docs/deployment.md``)."""

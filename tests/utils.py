@@ -212,3 +212,53 @@ def dataset_prediction(model, dataset_cfg, index=0, seed=0):
         sample = dataset[index]
     with torch.no_grad():
         return model.test_step(pseudo_collate([sample]))[0]
+
+
+def small_tokenfusion3d_model(
+        num_points=(512, 256, 128, 64),
+        num_proposal=64,
+        vit_layers=4,
+        **img_backbone):
+    """The lines of a config that shrink a TokenFusion 3D config's model:
+    the 64-d GroupFree3D of configs/_base_/models/groupfree3d_tiny_synthetic
+    .py (``num_points`` seeds per SA layer, ``num_proposal`` proposals) and
+    a ``vit_layers``-block 64-d YOLOS with 10 detection tokens, not
+    pretrained; ``img_backbone`` adds YOLOS settings (Python literals).
+    Braces are doubled: the text goes into templates filled with
+    ``str.format``."""
+    extra = ''.join(f'        {key}={value!r},\n'
+                    for key, value in img_backbone.items())
+    text = f"""dims = 64
+model = dict(
+    backbone=dict(
+        num_points={tuple(num_points)!r},
+        num_samples=(32, 16, 16, 8),
+        sa_channels=((32, 32, 64), (64, 64, 128), (64, 64, 128),
+                     (64, 64, 128)),
+        fp_channels=((128, 128), (128, dims))),
+    bbox_head=dict(
+        in_channels=dims,
+        num_decoder_layers=2,
+        num_proposal={num_proposal},
+        transformerlayers=dict(
+            attn_cfgs=dict(embed_dims=dims, num_heads=4),
+            ffn_cfgs=dict(embed_dims=dims, feedforward_channels=128)),
+        pred_layer_cfg=dict(
+            in_channels=dims, shared_conv_channels=(dims, dims)),
+        decoder_self_posembeds=dict(
+            type='ConvBNPositionalEncoding',
+            input_channel=6,
+            num_pos_feats=dims),
+        decoder_cross_posembeds=dict(
+            type='ConvBNPositionalEncoding',
+            input_channel=3,
+            num_pos_feats=dims)),
+    img_backbone=dict(
+        arch=dict(
+            _delete_=True, embed_dims=64, num_layers={vit_layers},
+            num_heads=4),
+        num_det_tokens=10,
+{extra}        init_cfg=None),
+    img_bbox_head=dict(embed_dims=64))
+"""
+    return text.replace('{', '{{').replace('}', '}}')

@@ -21,8 +21,8 @@ from mmengine.config import Config
 
 from projects.multimodal_det3d.apis import (TokenFusion3DInferencer,
                                             draw_boxes_3d, select_boxes)
-from ..utils import (REPO_ROOT, dataset_prediction, sunrgbd_layout,
-                     untrained_checkpoint)
+from ..utils import (REPO_ROOT, dataset_prediction, small_tokenfusion3d_model,
+                     sunrgbd_layout, untrained_checkpoint)
 from .scannet_scene import (BAD_FRAME, IMG_H, IMG_W, NUM_FRAMES, OUT_H, OUT_W,
                             SCENE, build_converted_scene)
 
@@ -44,37 +44,9 @@ SCANNET_FUSION = osp.join(
 # calibration, alignment and test pipeline are the config's.
 TINY_MULTIVIEW = """
 _base_ = [{base!r}]
-dims = 64
-model = dict(
-    backbone=dict(
-        num_points=(256, 128, 64, 32),
-        num_samples=(32, 16, 16, 8),
-        sa_channels=((32, 32, 64), (64, 64, 128), (64, 64, 128),
-                     (64, 64, 128)),
-        fp_channels=((128, 128), (128, dims))),
-    bbox_head=dict(
-        in_channels=dims,
-        num_decoder_layers=2,
-        num_proposal=32,
-        transformerlayers=dict(
-            attn_cfgs=dict(embed_dims=dims, num_heads=4),
-            ffn_cfgs=dict(embed_dims=dims, feedforward_channels=128)),
-        pred_layer_cfg=dict(
-            in_channels=dims, shared_conv_channels=(dims, dims)),
-        decoder_self_posembeds=dict(
-            type='ConvBNPositionalEncoding',
-            input_channel=6,
-            num_pos_feats=dims),
-        decoder_cross_posembeds=dict(
-            type='ConvBNPositionalEncoding',
-            input_channel=3,
-            num_pos_feats=dims)),
-    img_backbone=dict(
-        arch=dict(_delete_=True, embed_dims=64, num_layers=2, num_heads=4),
-        num_det_tokens=10,
-        init_cfg=None),
-    img_bbox_head=dict(embed_dims=64),
-    test_cfg=dict(prediction_stages='last'))
+""" + small_tokenfusion3d_model(
+    num_points=(256, 128, 64, 32), num_proposal=32, vit_layers=2) + """
+model['test_cfg'] = dict(prediction_stages='last')
 
 
 def shrink(step):

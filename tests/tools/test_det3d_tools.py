@@ -24,8 +24,8 @@ from mmdet3d.structures import DepthInstance3DBoxes
 from mmdet3d.structures.bbox_3d import points_cam2img
 
 from projects.multimodal_det3d.visualization import tag_rectangle
-from ..utils import (DATA_ROOT, REPO_ROOT, dataset_prediction, sunrgbd_layout,
-                     tool)
+from ..utils import (DATA_ROOT, REPO_ROOT, dataset_prediction,
+                     small_tokenfusion3d_model, sunrgbd_layout, tool)
 
 FIXTURE = osp.join(DATA_ROOT, 'sunrgbd_000017')
 FUSION = osp.join(
@@ -53,38 +53,8 @@ MEMORISE_ITERS = 100
 TINY_FUSION = """
 _base_ = [{base!r}]
 fixture_data = dict(data_root={root!r}, ann_file='sunrgbd_000017_infos.pkl')
-dims = 64
-model = dict(
-    backbone=dict(
-        num_points=(512, 256, 128, 64),
-        num_samples=(32, 16, 16, 8),
-        sa_channels=((32, 32, 64), (64, 64, 128), (64, 64, 128),
-                     (64, 64, 128)),
-        fp_channels=((128, 128), (128, dims))),
-    bbox_head=dict(
-        in_channels=dims,
-        num_decoder_layers=2,
-        num_proposal=64,
-        transformerlayers=dict(
-            attn_cfgs=dict(embed_dims=dims, num_heads=4),
-            ffn_cfgs=dict(embed_dims=dims, feedforward_channels=128)),
-        pred_layer_cfg=dict(
-            in_channels=dims, shared_conv_channels=(dims, dims)),
-        decoder_self_posembeds=dict(
-            type='ConvBNPositionalEncoding',
-            input_channel=6,
-            num_pos_feats=dims),
-        decoder_cross_posembeds=dict(
-            type='ConvBNPositionalEncoding',
-            input_channel=3,
-            num_pos_feats=dims)),
-    img_backbone=dict(
-        arch=dict(_delete_=True, embed_dims=64, num_layers=4, num_heads=4),
-        num_det_tokens=10,
-        init_pe_size=(96, 128),
-        drop_path_rate=0.0,
-        init_cfg=None),
-    img_bbox_head=dict(embed_dims=64))
+""" + small_tokenfusion3d_model(
+    init_pe_size=(96, 128), drop_path_rate=0.0) + """
 
 
 def shrink(pipeline):

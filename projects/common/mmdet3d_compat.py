@@ -41,7 +41,6 @@ def eval_map_recall(pred, gt, ovthresh=None):
 if getattr(_indoor_eval.eval_map_recall, '__module__', '') != __name__:
     _indoor_eval.eval_map_recall = eval_map_recall
 
-
 INFERENCERS._locations = [
     'mmdet3d.apis.inferencers' if loc == 'mmdet3d.api.inferencers' else loc
     for loc in INFERENCERS._locations

@@ -262,3 +262,35 @@ model = dict(
     img_bbox_head=dict(embed_dims=64))
 """
     return text.replace('{', '{{').replace('}', '}}')
+
+
+def write_taskonomy_png(path, array):
+    """Write ``array`` unchanged as a PNG (colour arrays given in RGB
+    order), creating the folders: uint8 -> 8-bit, uint16 -> 16-bit."""
+    import os
+    os.makedirs(osp.dirname(path), exist_ok=True)
+    if array.ndim == 3 and array.shape[2] in (3, 4):
+        array = array[..., [2, 1, 0, 3][:array.shape[2]]]  # OpenCV: BGR(A)
+    assert cv2.imwrite(path, array), path
+
+
+def taskonomy_domain_arrays(size, seed=0):
+    """Random arrays of every Taskonomy domain in its stored format
+    (``size`` = (H, W)): 8-bit RGB rgb / normal / principal_curvature,
+    8-bit grey reshading, 16-bit single-channel edges and depths."""
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    h, w = size
+
+    def colour():
+        return rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+    return dict(
+        rgb=colour(),
+        normal=colour(),
+        principal_curvature=colour(),
+        reshading=rng.integers(0, 256, (h, w), dtype=np.uint8),
+        edge_texture=rng.integers(0, 12000, (h, w), dtype=np.uint16),
+        edge_occlusion=rng.integers(0, 12000, (h, w), dtype=np.uint16),
+        depth_euclidean=rng.integers(0, 65536, (h, w), dtype=np.uint16),
+        depth_zbuffer=rng.integers(0, 65536, (h, w), dtype=np.uint16))

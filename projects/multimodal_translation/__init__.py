@@ -1,5 +1,9 @@
 """Multimodal image-to-image translation (TokenFusion's Taskonomy task):
-the fused MiT generator and discriminator and the conditional GAN over
-them. Importing the package registers them in mmseg's registries."""
+datasets and transforms, the fused MiT generator and discriminator, the
+conditional GAN over them, its optimizer constructor and the image-quality
+evaluators. Importing the package registers them in mmseg's registries."""
 import projects.common.mmengine_compat  # noqa: F401
+from .datasets import *  # noqa: F401,F403
+from .engine import *  # noqa: F401,F403
+from .evaluation import *  # noqa: F401,F403
 from .models import *  # noqa: F401,F403

@@ -8,7 +8,8 @@ from projects.multimodal_translation.models import (FusedMiTDiscriminator,
                                                     FusedMiTGenerator,
                                                     pair_inputs)
 
-TINY = dict(encoder_depths=(1, 1, 2, 1, 1), decoder_depths=(1, 1, 1, 1))
+TINY = dict(
+    embed_dims=16, encoder_depths=(1, 1, 2, 1, 1), decoder_depths=(1, 1, 1, 1))
 
 
 def test_reference_sizes():
@@ -40,7 +41,8 @@ def test_shapes_for_1_to_4_modalities(m):
     assert images.abs().max() < 1  # tanh
     assert generator.ensemble(images).shape == (2, 3, 64, 96)
     discriminator = FusedMiTDiscriminator(
-        num_streams=m, depths=TINY['encoder_depths'])
+        num_streams=m, embed_dims=16, depths=TINY['encoder_depths'])
+    assert discriminator.head.weight.shape[:2] == (1, 256)
     real = torch.rand(2, 3, 64, 96) * 2 - 1
     for target in (images, real):
         patches = discriminator(pair_inputs(sources, target, m))
@@ -173,3 +175,34 @@ def test_one_gan_step_updates_both_networks():
     assert sample.pred_images['ensemble'].shape == (3, 64, 64)
     with pytest.raises(KeyError, match='hold no gt_image'):
         model.targets([sample.__class__()])
+
+
+def test_per_submodule_optimizers():
+    from mmseg.registry import OPTIM_WRAPPER_CONSTRUCTORS
+    model = tiny_translator()
+    build = OPTIM_WRAPPER_CONSTRUCTORS.build
+    wrappers = build(
+        dict(
+            type='PerSubmoduleOptimWrapperConstructor',
+            optim_wrapper_cfg=dict(
+                generator=dict(
+                    optimizer=dict(type='Adam', lr=2e-4, betas=(0.5, 0.999)),
+                    paramwise_cfg=dict(
+                        custom_keys=dict(alpha=dict(lr_mult=10.)))),
+                discriminator=dict(optimizer=dict(type='Adam', lr=1e-4)))))(
+                    model)
+    assert set(wrappers.keys()) == {'generator', 'discriminator'}
+    generator_params = {id(p) for p in model.generator.parameters()}
+    groups = wrappers['generator'].optimizer.param_groups
+    assert {id(p) for g in groups for p in g['params']} == generator_params
+    assert [
+        g['lr'] for g in groups if g['params'][0] is model.generator.alpha
+    ] == [2e-3]
+    assert wrappers['discriminator'].optimizer.param_groups[0]['lr'] == 1e-4
+    with pytest.raises(AttributeError, match='has no submodule'):
+        build(
+            dict(
+                type='PerSubmoduleOptimWrapperConstructor',
+                optim_wrapper_cfg=dict(
+                    critic=dict(optimizer=dict(type='Adam')))))(
+                        model)

@@ -66,12 +66,12 @@ class PatchUpsample(nn.Module):
 
 def encoder(num_modalities: int, in_channels: int, fusion, share_attn: bool,
             share_mlp: bool, share_norms: bool, drop_path_rate: float,
-            num_layers: Sequence[int]) -> FusedMiT:
+            num_layers: Sequence[int], embed_dims: int) -> FusedMiT:
     """The 5-stage fused MiT of both networks."""
     return FusedMiT(
         num_modalities=num_modalities,
         in_channels=in_channels,
-        **dict(ENCODER, num_layers=tuple(num_layers)),
+        **dict(ENCODER, num_layers=tuple(num_layers), embed_dims=embed_dims),
         drop_path_rate=drop_path_rate,
         out_indices=tuple(range(len(num_layers))),
         fusion=fusion,
@@ -93,6 +93,8 @@ class FusedMiTGenerator(BaseModule):
         num_modalities (int): M input modalities. Defaults to 2.
         in_channels (int): Channels of one modality. Defaults to 3.
         out_channels (int): Channels of the target. Defaults to 3.
+        embed_dims (int): Width of the first stage; the stages have 1, 2,
+            4, 8, 16 times it. Defaults to the reference's 64.
         encoder_depths (Sequence[int]): Blocks of the 5 encoder stages.
             Defaults to the reference's (3, 4, 4, 6, 3).
         decoder_depths (Sequence[int]): Blocks of the 4 decoder stages.
@@ -114,6 +116,7 @@ class FusedMiTGenerator(BaseModule):
                  num_modalities: int = 2,
                  in_channels: int = 3,
                  out_channels: int = 3,
+                 embed_dims: int = ENCODER['embed_dims'],
                  encoder_depths: Sequence[int] = ENCODER['num_layers'],
                  decoder_depths: Sequence[int] = DECODER_DEPTHS,
                  fusion: Union[None, dict, Sequence[dict]] = dict(
@@ -130,7 +133,7 @@ class FusedMiTGenerator(BaseModule):
                              f'and {tuple(decoder_depths)}')
         self.encoder = encoder(num_modalities, in_channels, fusion, share_attn,
                                share_mlp, share_norms, drop_path_rate,
-                               encoder_depths)
+                               encoder_depths, embed_dims)
         self.num_modalities = num_modalities
         self.num_streams = streams = self.encoder.num_streams
         dims = self.encoder.dims  # 64, 128, 256, 512, 1024
@@ -197,6 +200,7 @@ class FusedMiTDiscriminator(BaseModule):
     Args:
         num_streams (int): S. Defaults to 2.
         in_channels (int): C_src + C_tgt of one stream. Defaults to 6.
+        embed_dims (int): Width of the first stage, as the generator's.
         depths (Sequence[int]): Blocks of the 5 stages. Defaults to the
             reference's (3, 4, 4, 6, 3).
         share_attn, share_mlp, share_norms (bool): As the generator's.
@@ -206,6 +210,7 @@ class FusedMiTDiscriminator(BaseModule):
     def __init__(self,
                  num_streams: int = 2,
                  in_channels: int = 6,
+                 embed_dims: int = ENCODER['embed_dims'],
                  depths: Sequence[int] = ENCODER['num_layers'],
                  share_attn: bool = True,
                  share_mlp: bool = True,
@@ -214,7 +219,7 @@ class FusedMiTDiscriminator(BaseModule):
         super().__init__(init_cfg=init_cfg)
         self.num_streams = num_streams
         self.encoder = encoder(num_streams, in_channels, None, share_attn,
-                               share_mlp, share_norms, 0., depths)
+                               share_mlp, share_norms, 0., depths, embed_dims)
         self.encoder.out_indices = (len(depths) - 1, )
         self.head = ModalityConv2d(num_streams, self.encoder.dims[-1], 1, 1)
 

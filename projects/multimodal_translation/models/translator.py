@@ -62,7 +62,8 @@ class MultiStreamTranslator(BaseModel):
     Data: ``inputs`` (B, M*C, H, W) sources in [-1, 1]; every data sample
     holds the target in ``gt_image`` (C, H, W), in [-1, 1].
     Predictions (``predict``): data samples with ``pred_images``, a dict
-    ``{stream name: (C, H, W), 'ensemble': (C, H, W)}``.
+    ``{stream name: (C, H, W), 'ensemble': (C, H, W)}`` (what the
+    translation evaluators read), and ``pred_image``, the ensemble.
 
     Args:
         generator (dict): Config of the generator
@@ -112,7 +113,8 @@ class MultiStreamTranslator(BaseModel):
     def targets(data_samples) -> torch.Tensor:
         """(B, C, H, W) targets of the data samples' ``gt_image``."""
         missing = [
-            i for i, s in enumerate(data_samples) if 'gt_image' not in s
+            i for i, s in enumerate(data_samples)
+            if getattr(s, 'gt_image', None) is None
         ]
         if missing:
             raise KeyError(f'data samples {missing} hold no gt_image (the '
@@ -175,4 +177,5 @@ class MultiStreamTranslator(BaseModel):
             }
             outputs['ensemble'] = ensemble[b]
             sample.set_field(outputs, 'pred_images', field_type='data')
+            sample.pred_image = ensemble[b]
         return data_samples

@@ -1,0 +1,3 @@
+from .optim_constructor import PerSubmoduleOptimWrapperConstructor
+
+__all__ = ['PerSubmoduleOptimWrapperConstructor']

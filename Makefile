@@ -5,6 +5,12 @@ PY := .venv/bin/python
 # tokenfusion, channel, geminifusion, geminifusion-swin, all or none (several:
 # FUSION="a b"); DATA=rgbdel: the RGB / depth / event / LiDAR set
 # (tokenfusion, geminifusion) with the missing-modality table
+# TASK=translation: the image-translation demo (DATA=translation, every
+# generator of the comparison unless FUSION says otherwise)
+ifeq ($(TASK),translation)
+DATA = translation
+FUSION ?= all
+endif
 FUSION ?= tokenfusion
 DATA ?= rgbd
 

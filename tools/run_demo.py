@@ -7,7 +7,11 @@ picks the fusion strategies (``make demo FUSION="tokenfusion geminifusion"``,
 ``FUSION=all`` for every one, ``FUSION=none`` for the baselines only).
 ``--data rgbdel`` (``make demo DATA=rgbdel``) runs on the synthetic RGB /
 depth / event / LiDAR set instead and adds the table of every model without
-each modality (``--missing-modality`` adds it for RGB-D).
+each modality (``--missing-modality`` adds it for RGB-D). ``--data
+translation`` (``make demo TASK=translation``) trains the image-translation
+GANs of the synthetic shade + texture -> RGB set instead: one source only,
+early concat, no fusion, TokenFusion, GeminiFusion, compared on the MAE /
+MSE / PSNR / SSIM of their (ensemble) images.
 
 Each model is trained by ``tools/train.py CONFIG``, its final checkpoint is
 evaluated by ``tools/test.py CONFIG CKPT --show-dir vis`` (panels RGB |
@@ -42,6 +46,9 @@ GEMINIFUSION = 'configs/geminifusion'
 TOKENFUSION_ROW = 'TokenFusion RGB-D'  # also drawn as the paper's Figure 4
 SYNTHETIC = '1xb8-1k_synthetic'  # RGB-D demo budget: 1000 iterations
 SYNTHETIC_4 = '1xb8-3k_synthetic'  # four modalities: 3000 iterations
+TRANSLATION = 'configs/tokenfusion_translation'
+# translation demo: 1000 iterations of batch 4, shade + texture -> RGB
+SYNTHETIC_T = 'mit-tiny_1xb4-1k_synthetic'
 # per demo data set: the baselines as (row name, config) in table order and
 # the fusion strategies as --fusion name -> (row name, config)
 DEMO_DATA = {
@@ -87,6 +94,30 @@ DEMO_DATA = {
             'geminifusion':
             ('GeminiFusion RGB-D-E-L', f'{GEMINIFUSION}/geminifusion_mit-tiny_'
              f'{SYNTHETIC_4}-rgbdel-64x64.py'),
+        }),
+    'translation':
+    dict(
+        description='Synthetic translation test set (shade + texture -> '
+        'RGB; metrics of the ensemble, in [-1, 1])',
+        task='translation',
+        baselines=[
+            ('Shade only', f'{TRANSLATION}/translation-single_{SYNTHETIC_T}'
+             '-shade2rgb-64x64.py'),
+            ('Texture only', f'{TRANSLATION}/translation-single_'
+             f'{SYNTHETIC_T}-texture2rgb-64x64.py'),
+            ('Early concat', f'{TRANSLATION}/translation-concat_'
+             f'{SYNTHETIC_T}-shade-texture2rgb-64x64.py'),
+        ],
+        fusion={
+            'nofusion':
+            ('Shared MiT, no fusion', f'{TRANSLATION}/translation-nofusion_'
+             f'{SYNTHETIC_T}-shade-texture2rgb-64x64.py'),
+            'tokenfusion':
+            ('TokenFusion', f'{TRANSLATION}/tokenfusion-translation_'
+             f'{SYNTHETIC_T}-shade-texture2rgb-64x64.py'),
+            'geminifusion':
+            ('GeminiFusion', f'{TRANSLATION}/geminifusion-translation_'
+             f'{SYNTHETIC_T}-shade-texture2rgb-64x64.py'),
         }),
 }
 DEFAULT_FUSION = ('tokenfusion', )
@@ -213,6 +244,22 @@ def draw_token_exchange(work_dir, threads=DEMO_THREADS):
     return out_dir
 
 
+def draw_translation_grid(models, work_dir, threads=DEMO_THREADS):
+    """TokenFusion's Figure 3 for the translation demo: sources | every
+    model's output | target, on the first 4 test samples."""
+    out = osp.join(work_dir, 'grid.png')
+    specs = [
+        f'{name}={config}:{last_checkpoint(model_dir(work_dir, name))}'
+        for name, config in models
+    ]
+    run([
+        sys.executable, 'tools/analysis_tools/translation_grid.py', *specs,
+        '--index', '0', '--index', '1', '--index', '2', '--index', '3',
+        '--out', out
+    ], osp.join(work_dir, 'grid.log'), threads)
+    return out
+
+
 def missing_modality_table(models, work_dir, threads=DEMO_THREADS):
     """Every model x every missing modality (mIoU), by
     ``tools/analysis_tools/missing_modality.py``; returns the table."""
@@ -229,6 +276,27 @@ def missing_modality_table(models, work_dir, threads=DEMO_THREADS):
     ], osp.join(work_dir, 'missing_modality.log'), threads)
     with open(out) as f:
         return f.read().strip()
+
+
+def format_translation_table(rows):
+    """The ensemble's MAE / MSE / PSNR / SSIM of every model (a one-stream
+    model's ensemble is its image)."""
+    width = max([len('Model')] + [len(name) for name, _ in rows])
+    header = (f'| {"Model":<{width}} | {"MAE":>6} | {"MSE":>6} | '
+              f'{"PSNR":>6} | {"SSIM":>6} |')
+    lines = [
+        header,
+        '|' + '|'.join('-' * len(c) for c in header.split('|')[1:-1]) + '|'
+    ]
+    for name, m in rows:
+        values = [
+            m[f'translation/ensemble_{k}']
+            for k in ('mae', 'mse', 'psnr', 'ssim')
+        ]
+        lines.append(f'| {name:<{width}} | ' +
+                     ' | '.join(f'{v:6.2f}' if k == 2 else f'{v:6.4f}'
+                                for k, v in enumerate(values)) + ' |')
+    return '\n'.join(lines)
 
 
 def format_table(rows):
@@ -251,15 +319,18 @@ def main(argv=None):
         '--data',
         default='rgbd',
         choices=sorted(DEMO_DATA),
-        help='the synthetic RGB-D set, or the RGB / depth / event / LiDAR '
-        'set (each modality carries information the others lack)')
+        help='the synthetic RGB-D set, the RGB / depth / event / LiDAR '
+        'set (each modality carries information the others lack), or the '
+        'translation set (shade + texture -> RGB)')
     parser.add_argument(
         '--fusion',
         nargs='+',
         default=list(DEFAULT_FUSION),
         help=f'fusion strategies to run besides the baselines, from '
         f"{sorted(DEMO_DATA['rgbd']['fusion'])} (rgbd) or "
-        f"{sorted(DEMO_DATA['rgbdel']['fusion'])} (rgbdel), or 'all' / "
+        f"{sorted(DEMO_DATA['rgbdel']['fusion'])} (rgbdel), "
+        f"{sorted(DEMO_DATA['translation']['fusion'])} (translation), or "
+        "'all' / "
         f'\'none\' (default: {" ".join(DEFAULT_FUSION)})')
     parser.add_argument(
         '--missing-modality',
@@ -291,11 +362,19 @@ def main(argv=None):
         REPO_ROOT, 'work_dirs',
         'demo' if args.data == 'rgbd' else f'demo_{args.data}')
     start = time.time()
+    translation = DEMO_DATA[args.data].get('task') == 'translation'
     rows = [(name,
              train_and_test(
-                 name, config, work_dir, seed=args.seed, threads=args.threads))
-            for name, config in models]
-    table = format_table(rows)
+                 name,
+                 config,
+                 work_dir,
+                 show=not translation,
+                 seed=args.seed,
+                 threads=args.threads)) for name, config in models]
+    table = (format_translation_table if translation else format_table)(rows)
+    if translation:
+        grid = draw_translation_grid(models, work_dir, args.threads)
+        print(f'[demo] sources | outputs | target: {grid}')
     if any(name == TOKENFUSION_ROW for name, _ in rows):
         figures = draw_token_exchange(work_dir, args.threads)
         print(f'[demo] tokens exchanged by TokenFusion: {figures}/')

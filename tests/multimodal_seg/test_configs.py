@@ -19,6 +19,8 @@ def configs_in(*folders):
 
 CONFIGS = configs_in('segformer', 'tokenfusion', 'geminifusion')
 DET3D_CONFIGS = configs_in('groupfree3d', 'tokenfusion3d')
+# built by tests/multimodal_translation/test_configs.py
+TRANSLATION_CONFIGS = configs_in('tokenfusion_translation')
 
 
 def test_configs_found():
@@ -26,8 +28,8 @@ def test_configs_found():
     assert len(DET3D_CONFIGS) >= 6
     every = glob.glob(osp.join(REPO_ROOT, 'configs', '*', '*.py'))
     assert {p
-            for p in every
-            if '/_base_/' not in p} == set(CONFIGS + DET3D_CONFIGS)
+            for p in every if '/_base_/' not in p
+            } == set(CONFIGS + DET3D_CONFIGS + TRANSLATION_CONFIGS)
 
 
 @pytest.mark.parametrize('path', CONFIGS, ids=osp.basename)

@@ -6,13 +6,15 @@ import os.path as osp
 import re
 import sys
 
+import cv2
+import numpy as np
 import torch
 
 from ..utils import REPO_ROOT, tool
 
 CONFIG = osp.join(
     REPO_ROOT, 'configs/tokenfusion_translation/'
-    'tokenfusion-translation_mit-tiny_1xb4-2k_synthetic-shade-texture2rgb-'
+    'tokenfusion-translation_mit-tiny_1xb4-1k_synthetic-shade-texture2rgb-'
     '64x64.py')
 ENV = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
 
@@ -84,3 +86,44 @@ def test_train_resume_and_test(tmp_path):
     assert 'Translation metrics over 4 images' in log
     for output in ('reshading', 'edge_texture', 'ensemble'):
         assert f'translation/{output}_psnr' in metrics.read_text()
+
+
+def test_translation_grid(tmp_path):
+    """Figure 3's layout: both sources | each model's image | target, a
+    row per sample; the panels are the images the models predict."""
+    from mmengine.config import Config
+    from mmengine.registry import DefaultScope
+    from mmseg.registry import MODELS
+
+    import projects.multimodal_translation  # noqa: F401
+    from tools.analysis_tools import translation_grid
+    single = CONFIG.replace('tokenfusion-translation_', 'translation-single_')
+    single = single.replace('shade-texture2rgb', 'shade2rgb')
+    specs = []
+    for name, config in (('one', single), ('fused', CONFIG)):
+        with DefaultScope.overwrite_default_scope('mmseg'):
+            model = MODELS.build(Config.fromfile(config).model)
+        path = tmp_path / f'{name}.pth'
+        torch.save({'state_dict': model.state_dict()}, path)
+        specs.append(f'{name}={config}:{path}')
+    data = {
+        'test_dataloader.dataset.data_root': str(tmp_path / 'data'),
+        'test_dataloader.dataset.num_train': 8,
+        'test_dataloader.dataset.num_test': 4
+    }
+    out = str(tmp_path / 'grid.png')
+    translation_grid.main(
+        specs +
+        ['--index', '0', '--index', '2', '--out', out, '--cfg-options'] +
+        [f'{k}={v}' for k, v in data.items()])
+    picture = cv2.imread(out)[..., ::-1]
+    scale, gap, header = 2, translation_grid.GAP, translation_grid.HEADER
+    panel = 64 * scale
+    assert picture.shape == (header + 2 * (panel + gap),
+                             5 * (panel + gap) + gap, 3)
+    config, checkpoint = specs[1].split('=', 1)[1].rsplit(':', 1)
+    _, outputs = translation_grid.model_outputs(config, checkpoint, [2], data)
+    y, x = header + panel + gap, gap + 3 * (panel + gap)
+    expected = translation_grid.to_uint8(outputs[0])
+    np.testing.assert_array_equal(
+        picture[y:y + panel:scale, x:x + panel:scale], expected)

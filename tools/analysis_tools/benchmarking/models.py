@@ -25,6 +25,7 @@ from typing import Dict, List, Sequence, Tuple
 import torch.nn as nn
 from mmengine.config import ConfigDict
 from mmengine.logging import MMLogger
+from mmengine.registry import DefaultScope
 from mmseg.models.segmentors import EncoderDecoder
 from torch import Tensor
 
@@ -155,11 +156,14 @@ def build_model(name: str,
     ``backbone=True``: its backbone only."""
     kind, m, _ = parse_model_name(name)
     segmentor_type = MultiStreamEncoderDecoder if m > 1 else EncoderDecoder
-    model = segmentor_type(
-        backbone=backbone_config(name, arch),
-        decode_head=head_config(arch, head_channels, num_classes),
-        # read by attribute, as the config system's ConfigDicts allow
-        test_cfg=ConfigDict(mode='whole'))
+    # the sub-modules come from mmseg's registries whatever scope the
+    # caller (a test process that built mmdet3d models before) left set
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        model = segmentor_type(
+            backbone=backbone_config(name, arch),
+            decode_head=head_config(arch, head_channels, num_classes),
+            # read by attribute, as the config system's ConfigDicts allow
+            test_cfg=ConfigDict(mode='whole'))
     # mmengine logs every parameter's initialiser from a top-level
     # ``init_weights``: thousands of lines per worker process
     logger = MMLogger.get_current_instance()

@@ -1,6 +1,6 @@
 # TokenFusion translation on the synthetic set, small enough for a CPU: the
 # generator / discriminator at 1/4 width (16 .. 256 channels) with one block
-# per stage, the reference's losses and Adam recipe, 2000 iterations of
+# per stage, the reference's losses and Adam recipe, 1000 iterations of
 # batch 4, one evaluation at the end (MAE / MSE / RMSE / PSNR / SSIM of
 # every stream and the ensemble).
 _base_ = [
@@ -14,7 +14,7 @@ tiny = dict(
 model = dict(
     generator=dict(**tiny),
     discriminator=dict(embed_dims=16, depths=tiny['encoder_depths']))
-max_iters = 2000
+max_iters = 1000
 train_cfg = dict(
     _delete_=True,
     type='IterBasedTrainLoop',

@@ -226,6 +226,21 @@ def ref_patch_embed(x, sd, stage, m):
     return tokens, height, width
 
 
+def ref_score(x, sd, prefix, stage, m):
+    """The reference's PredictorLG: modality m's score net of ``stage``
+    (keys ``{prefix}score_predictor.{stage}.score_nets.{m}.*``) on the
+    block input, log-softmax then softmax, channel 0: (B, N, C) -> (B, N).
+    """
+    net = f'{prefix}score_predictor.{stage}.score_nets.{m}.'
+    h = F.layer_norm(x, x.shape[-1:], sd[net + '0.weight'], sd[net + '0.bias'],
+                     1e-5)
+    for index in (1, 3, 5):
+        h = F.gelu(
+            F.linear(h, sd[f'{net}{index}.weight'], sd[f'{net}{index}.bias']))
+    logits = F.linear(h, sd[net + '7.weight'], sd[net + '7.bias'])
+    return F.softmax(F.log_softmax(logits, dim=-1), dim=-1)[..., 0]
+
+
 def ref_attention(x, sd, block, m, height, width, heads, sr, project=True):
     """Spatial-reduction attention of modality m (keys / values from m);
     ``project=False``: the output before the shared ``attn.proj``."""

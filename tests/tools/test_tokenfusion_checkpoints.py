@@ -16,7 +16,6 @@ from collections import OrderedDict
 
 import pytest
 import torch
-import torch.nn.functional as F
 from mmseg.models.backbones import MixVisionTransformer
 
 from projects.common.checkpoint import unwrap_state_dict
@@ -33,7 +32,8 @@ from .reference_fixtures import (DEPTHS, DIMS, HEADS, SR_RATIOS, TINY_MIT, E,
                                  check_tools_with_converted_checkpoint,
                                  make_nvlabs_mit, ref_attention, ref_ensemble,
                                  ref_head, ref_layer_norm, ref_mix_ffn,
-                                 ref_patch_embed, reference_file_content)
+                                 ref_patch_embed, ref_score,
+                                 reference_file_content)
 
 # yapf: enable
 
@@ -76,20 +76,6 @@ def make_reference_state(seed=0):
     return sd
 
 
-def ref_score(x, sd, stage, m):
-    """PredictorLG's modality-m net on the block input, then the caller's
-    softmax and channel 0: (B, N, C) -> (B, N)."""
-    net = f'encoder.score_predictor.{stage}.score_nets.{m}.'
-    h = F.layer_norm(x, x.shape[-1:], sd[net + '0.weight'], sd[net + '0.bias'],
-                     1e-5)
-    for index in (1, 3, 5):
-        h = F.gelu(
-            F.linear(h, sd[f'{net}{index}.weight'], sd[f'{net}{index}.bias']))
-    h = F.linear(h, sd[net + '7.weight'], sd[net + '7.bias'])
-    h = F.log_softmax(h, dim=-1)
-    return F.softmax(h, dim=-1)[..., 0]
-
-
 def reference_forward(sd, inputs):
     """The reference WeTr in eval mode on (B, 6, H, W) RGB-D input.
 
@@ -107,7 +93,9 @@ def reference_forward(sd, inputs):
             tokens.append(y)
         for j in range(DEPTHS[s]):
             block = f'encoder.block{s + 1}.{j}.'
-            mask = [ref_score(tokens[m], sd, s, m) for m in range(M)]
+            mask = [
+                ref_score(tokens[m], sd, 'encoder.', s, m) for m in range(M)
+            ]
             masks.append(mask)
             attn = []
             for m in range(M):

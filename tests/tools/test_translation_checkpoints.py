@@ -33,7 +33,7 @@ from projects.multimodal_translation.models import (MultiStreamTranslator,
 from tools.model_converters import tokenfusion_translation2mmseg as tool
 from ..utils import REPO_ROOT
 from .reference_fixtures import (RandomTensors, ref_attention, ref_layer_norm,
-                                 ref_mix_ffn)
+                                 ref_mix_ffn, ref_score)
 
 pytestmark = pytest.mark.usefixtures('one_thread')
 
@@ -268,19 +268,6 @@ def ref_conv(x, sd, name, **kwargs):
                     **kwargs)
 
 
-def ref_score(x, sd, stage, m):
-    """Modality m's net of the stage's PredictorLG on the raw block input,
-    softmax, channel 0: (B, N, C) -> (B, N)."""
-    net = f'score_predictor.{stage}.score_nets.{m}.'
-    h = F.layer_norm(x, x.shape[-1:], sd[net + '0.weight'], sd[net + '0.bias'],
-                     1e-5)
-    for index in (1, 3, 5):
-        h = F.gelu(
-            F.linear(h, sd[f'{net}{index}.weight'], sd[f'{net}{index}.bias']))
-    logits = F.linear(h, sd[net + '7.weight'], sd[net + '7.bias'])
-    return F.softmax(F.log_softmax(logits, dim=-1), dim=-1)[..., 0]
-
-
 def ref_block(tokens, sd, name, hw, heads, sr, scores=None):
     """A MiT block over the modality list; with ``scores`` TokenFusion's
     exchange of the score-weighted attention updates (θ, own score)."""
@@ -330,7 +317,7 @@ def ref_encoder(sd, images, depths, fuse):
             stage_scores = None
             if fuse and b == depth - 1:
                 stage_scores = [
-                    ref_score(tokens[m], sd, s, m) for m in range(M)
+                    ref_score(tokens[m], sd, '', s, m) for m in range(M)
                 ]
                 scores.append(stage_scores)
             tokens = ref_block(tokens, sd, f'block_enc.{s}.{b}', hw, HEADS[s],

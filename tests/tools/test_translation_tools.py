@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import torch
 
-from ..utils import REPO_ROOT, tool
+from ..utils import REPO_ROOT, synthetic_data_options, tool
 
 CONFIG = osp.join(
     REPO_ROOT, 'configs/tokenfusion_translation/'
@@ -20,20 +20,12 @@ ENV = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
 
 
 def options(data_root, iters):
-    opts = [
+    return [
         f'train_cfg.max_iters={iters}', 'train_cfg.val_interval=1000',
         'default_hooks.checkpoint.interval=2',
         'default_hooks.logger.interval=1', 'train_dataloader.batch_size=2'
-    ]
-    for loader in ('train', 'val', 'test'):
-        opts += [
-            f'{loader}_dataloader.dataset.data_root={data_root}',
-            f'{loader}_dataloader.dataset.num_train=8',
-            f'{loader}_dataloader.dataset.num_test=4',
-            f'{loader}_dataloader.num_workers=0',
-            f'{loader}_dataloader.persistent_workers=False'
-        ]
-    return opts
+    ] + synthetic_data_options(
+        data_root, num_train=8, num_test=4)
 
 
 def train(tmp_path, iters, *extra):

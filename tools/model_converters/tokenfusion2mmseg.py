@@ -46,16 +46,20 @@ DEFAULT_MODALITIES = {
 }
 
 
-def modality_names(num_modalities: int,
-                   given: Optional[Sequence[str]] = None) -> Tuple[str, ...]:
+def modality_names(
+    num_modalities: int,
+    given: Optional[Sequence[str]] = None,
+    defaults: Mapping[int, Tuple[str, ...]] = DEFAULT_MODALITIES
+) -> Tuple[str, ...]:
     """The modality names to record for a model of ``num_modalities``:
-    ``given`` (checked against the weights) or the release default."""
+    ``given`` (checked against the weights) or the release default of
+    ``defaults`` (number of modalities -> names)."""
     if given is None:
-        if num_modalities not in DEFAULT_MODALITIES:
+        if num_modalities not in defaults:
             raise ValueError(
                 f'the weights hold {num_modalities} modalities, for which '
                 'no release default exists; name them with --modalities')
-        return DEFAULT_MODALITIES[num_modalities]
+        return tuple(defaults[num_modalities])
     if len(given) != num_modalities or len(set(given)) != len(given):
         raise ValueError(
             f'--modalities {" ".join(given)}: expected {num_modalities} '

@@ -74,6 +74,7 @@ from projects.common.checkpoint import (CheckpointMismatchError, describe_keys,
 from projects.multimodal_translation.models.fused_mit_gan import (
     DECODER_DEPTHS, FusedMiTDiscriminator, FusedMiTGenerator)
 from tools.model_converters.reference_keys import _PREDICTOR_LAYERS, stack_rows
+from tools.model_converters.tokenfusion2mmseg import modality_names
 
 TOOL = 'tokenfusion_translation2mmseg.py'
 GENERATOR, DISCRIMINATOR = 'generator', 'discriminator'
@@ -417,24 +418,6 @@ def load_reference(path: str) -> Dict[str, Tensor]:
     return checkpoint
 
 
-def source_names(num_modalities: int,
-                 given: Optional[Sequence[str]] = None) -> Tuple[str, ...]:
-    """The source modality names in stream order: ``given`` (as many as
-    the weights have streams) or the reference's default task."""
-    if given is None:
-        if num_modalities not in DEFAULT_SOURCES:
-            raise ValueError(
-                f'the weights hold {num_modalities} modalities, for which '
-                'the reference has no default task; name them with '
-                '--modalities')
-        return DEFAULT_SOURCES[num_modalities]
-    if len(given) != num_modalities or len(set(given)) != len(given):
-        raise ValueError(
-            f'--modalities {" ".join(given)}: expected {num_modalities} '
-            'distinct names, as many as the weights hold modalities')
-    return tuple(given)
-
-
 def convert_files(generator: str,
                   dst: str,
                   discriminator: Optional[str] = None,
@@ -469,7 +452,7 @@ def convert_files(generator: str,
             f'{summary[DISCRIMINATOR]["config"]["num_streams"]} streams, '
             f'{generator} (generator) {streams}')
     try:
-        names = source_names(streams, modalities)
+        names = modality_names(streams, modalities, DEFAULT_SOURCES)
     except ValueError as exc:
         raise TranslationCheckpointError(f'{generator}: {exc}') from exc
 

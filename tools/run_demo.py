@@ -43,7 +43,6 @@ REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 SEGFORMER = 'configs/segformer'
 TOKENFUSION = 'configs/tokenfusion'
 GEMINIFUSION = 'configs/geminifusion'
-TOKENFUSION_ROW = 'TokenFusion RGB-D'  # also drawn as the paper's Figure 4
 SYNTHETIC = '1xb8-1k_synthetic'  # RGB-D demo budget: 1000 iterations
 SYNTHETIC_4 = '1xb8-3k_synthetic'  # four modalities: 3000 iterations
 TRANSLATION = 'configs/tokenfusion_translation'
@@ -68,7 +67,8 @@ DEMO_DATA = {
             ('Shared MiT, no fusion RGB-D', f'{TOKENFUSION}/tokenfusion-'
              f'nofusion_mit-tiny_{SYNTHETIC}-rgbd-64x64.py'),
             'tokenfusion':
-            (TOKENFUSION_ROW,
+            # the 'tokenfusion' row of each set is also drawn as Figure 4
+            ('TokenFusion RGB-D',
              f'{TOKENFUSION}/tokenfusion_mit-tiny_{SYNTHETIC}-rgbd-64x64.py'),
             'channel':
             ('Channel exchange RGB-D', f'{TOKENFUSION}/tokenfusion-channel_'
@@ -76,9 +76,9 @@ DEMO_DATA = {
             'geminifusion':
             ('GeminiFusion RGB-D', f'{GEMINIFUSION}/geminifusion_mit-tiny_'
              f'{SYNTHETIC}-rgbd-64x64.py'),
-            'geminifusion-swin': ('GeminiFusion Swin RGB-D',
-                                  f'{GEMINIFUSION}/geminifusion_'
-                                  f'swin-tiny_{SYNTHETIC}-rgbd-64x64.py'),
+            'geminifusion-swin':
+            ('GeminiFusion Swin RGB-D', f'{GEMINIFUSION}/geminifusion_'
+             f'swin-tiny_{SYNTHETIC}-rgbd-64x64.py'),
         }),
     'rgbdel':
     dict(
@@ -231,10 +231,10 @@ def train_and_test(name,
     return metrics
 
 
-def draw_token_exchange(work_dir, threads=DEMO_THREADS):
-    """The paper's Figure 4 for the TokenFusion demo model."""
-    config = DEMO_DATA['rgbd']['fusion']['tokenfusion'][1]
-    tokenfusion_dir = model_dir(work_dir, TOKENFUSION_ROW)
+def draw_token_exchange(work_dir, name, config, threads=DEMO_THREADS):
+    """The paper's Figure 4 (Figure 6 for translation) for the TokenFusion
+    demo model of row ``name``."""
+    tokenfusion_dir = model_dir(work_dir, name)
     checkpoint = last_checkpoint(tokenfusion_dir)
     out_dir = osp.join(tokenfusion_dir, 'figure4')
     run([
@@ -375,8 +375,9 @@ def main(argv=None):
     if translation:
         grid = draw_translation_grid(models, work_dir, args.threads)
         print(f'[demo] sources | outputs | target: {grid}')
-    if any(name == TOKENFUSION_ROW for name, _ in rows):
-        figures = draw_token_exchange(work_dir, args.threads)
+    tokenfusion = DEMO_DATA[args.data]['fusion'].get('tokenfusion')
+    if tokenfusion in models:
+        figures = draw_token_exchange(work_dir, *tokenfusion, args.threads)
         print(f'[demo] tokens exchanged by TokenFusion: {figures}/')
     if args.missing_modality or args.data == 'rgbdel':
         table += '\n\nmIoU without one modality:\n\n' + \

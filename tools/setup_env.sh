@@ -2,15 +2,20 @@
 # Create .venv/ with the pinned OpenMMLab stack. Idempotent: a stamp holding
 # the hash of this script and requirements/*.txt makes a second run a no-op.
 #
-# GPU users: create .venv yourself, install your CUDA build of torch 2.x into
-# it first (and set FORCE_CUDA=1 so mmcv builds its CUDA kernels), then run
-# `make demo` / `make test`. An existing torch is kept as it is.
+# torch and torchvision come from PyPI (their CUDA builds, which also run on
+# a CPU): mmpretrain imports torchvision, and PyPI's torchvision wheels load
+# only beside PyPI's torch, not beside a "+cpu" build (a machine-local CPU
+# wheel is replaced). GPU users: create .venv yourself, install your torch
+# 2.x and its torchvision into it first (and set FORCE_CUDA=1 so mmcv builds
+# its CUDA kernels), then run `make demo` / `make test`. A torch that
+# imports with its torchvision is kept as it is.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 venv=${VENV:-$root/.venv}
 py=$venv/bin/python
 torch_version=${TORCH_VERSION:-2.13.0}
+torchvision_version=${TORCHVISION_VERSION:-0.28.0}
 
 stamp_value=$(cat "$root/tools/setup_env.sh" "$root"/requirements/*.txt | sha256sum | cut -c1-16)
 if [ -f "$venv/.setup-stamp" ] && [ "$(cat "$venv/.setup-stamp")" = "$stamp_value" ]; then
@@ -30,11 +35,17 @@ if [ ! -x "$py" ]; then
     python3.11 -m venv "$venv" 2>/dev/null || python3 -m venv "$venv"
 fi
 
-if ! "$py" -c 'import torch' 2>/dev/null; then
-    say "installing torch==$torch_version"
-    pipi "torch==$torch_version"
+if ! "$py" -c 'import torch, torchvision' 2>/dev/null; then
+    if "$py" -c 'import sys, torch; sys.exit("+cpu" not in torch.__version__)' 2>/dev/null; then
+        say "replacing torch $("$py" -c 'import torch; print(torch.__version__)'): PyPI's torchvision does not load beside a CPU-only build"
+        "$py" -m pip uninstall -y -q torch
+    fi
+    say "installing torch==$torch_version and torchvision==$torchvision_version from PyPI"
+    # --isolated: machine-wide pip settings may point at a local +cpu wheel
+    pipi --isolated --index-url https://pypi.org/simple \
+        "torch==$torch_version" "torchvision==$torchvision_version"
 fi
-say "torch $("$py" -c 'import torch; print(torch.__version__)')"
+say "torch $("$py" -c 'import torch, torchvision; print(torch.__version__, "/ torchvision", torchvision.__version__)')"
 
 # mmcv 2.1.0's setup.py and mmengine 0.10.7 import pkg_resources, which
 # setuptools>=82 no longer ships.
@@ -78,10 +89,13 @@ pipi -r "$root/requirements/deploy.txt"
 pipi --no-deps --no-build-isolation -e "$root"
 
 "$py" - <<'EOF'
-import mmcv, mmdet, mmdet3d, mmengine, mmseg, torch
+import mmcv, mmdet, mmdet3d, mmengine, mmpretrain, mmseg, torch
 import mmcv.ops  # noqa: F401
-print('[setup] ok: torch %s, mmengine %s, mmcv %s, mmseg %s, mmdet %s, mmdet3d %s'
+import mmpretrain.models  # noqa: F401  (needs torchvision)
+print('[setup] ok: torch %s, mmengine %s, mmcv %s, mmseg %s, mmdet %s, '
+      'mmdet3d %s, mmpretrain %s'
       % (torch.__version__, mmengine.__version__, mmcv.__version__,
-         mmseg.__version__, mmdet.__version__, mmdet3d.__version__))
+         mmseg.__version__, mmdet.__version__, mmdet3d.__version__,
+         mmpretrain.__version__))
 EOF
 echo "$stamp_value" > "$venv/.setup-stamp"

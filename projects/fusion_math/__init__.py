@@ -1,9 +1,10 @@
 """The fusion mathematics, free of any registry: small functions on tensors
 and plain ``nn.Module`` building blocks over a modality-stacked batch.
 
-Every OpenMMLab package of this repository (segmentation, 3D detection)
-builds on these; this package itself imports only torch, so it can be
-tested, reused and exported without mmengine / mmcv / mmseg / mmdet3d.
+Every OpenMMLab package of this repository (segmentation, 3D detection,
+translation) builds on these; this package itself imports only torch, so
+it can be tested, reused and exported without mmengine / mmcv / mmseg /
+mmdet3d.
 
 * :mod:`.modality_layers`: LayerNorm / Linear / Conv2d shared by the
   modalities or one per modality, applied to the whole stack at once.
@@ -12,6 +13,9 @@ tested, reused and exported without mmengine / mmcv / mmseg / mmdet3d.
 * :mod:`.geminifusion`: GeminiFusion's pixel-wise attention and the
   DeLiVER-style hub for more than two modalities.
 * :mod:`.channel_exchange`: CEN-style channel exchange on LayerNorm scales.
+* :mod:`.token_merging`: MCTF's multi-criteria token merging inside a ViT
+  (bidirectional matching, pooling, attention merging, un-merging), with
+  ToMe as one of its settings.
 """
 from .channel_exchange import (channel_exchange, channel_exchange_statistics,
                                channel_sparsity_loss, exchanged_channels)

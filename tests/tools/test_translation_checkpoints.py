@@ -50,7 +50,7 @@ TINY = dict(
 SIZE = 64
 TASKONOMY_CONFIG = osp.join(
     REPO_ROOT, 'configs/tokenfusion_translation/'
-    'tokenfusion-translation_mit-b2_1xb1-300e_taskonomy-shade-texture2rgb-'
+    'tokenfusion-translation_mit-s_1xb1-300e_taskonomy-shade-texture2rgb-'
     '256x256.py')
 
 # --------------------------------------------------------------------------

@@ -88,6 +88,7 @@ def test_translation_grid(tmp_path):
     from mmseg.registry import MODELS
 
     import projects.multimodal_translation  # noqa: F401
+    from projects.multimodal_translation.visualization import to_uint8
     from tools.analysis_tools import translation_grid
     single = CONFIG.replace('tokenfusion-translation_', 'translation-single_')
     single = single.replace('shade-texture2rgb', 'shade2rgb')
@@ -116,6 +117,6 @@ def test_translation_grid(tmp_path):
     config, checkpoint = specs[1].split('=', 1)[1].rsplit(':', 1)
     _, outputs = translation_grid.model_outputs(config, checkpoint, [2], data)
     y, x = header + panel + gap, gap + 3 * (panel + gap)
-    expected = translation_grid.to_uint8(outputs[0])
+    expected = to_uint8(outputs[0])
     np.testing.assert_array_equal(
         picture[y:y + panel:scale, x:x + panel:scale], expected)

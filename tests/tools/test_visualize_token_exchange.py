@@ -164,3 +164,57 @@ def test_visualize_token_exchange_cli(tmp_path, random_checkpoint, capsys):
         assert (panel == images[col]).all()  # no highlight
         count += 1
     assert count == 4
+
+
+def test_visualize_token_exchange_of_a_translation_generator(tmp_path):
+    """The same figure for the generator's encoder of a translation model:
+    the panels are its sources as it sees them, highlighted where the
+    source took the other's tokens (θ = 1: everywhere, θ = 0: nowhere)."""
+    from mmengine.config import Config
+    from mmengine.registry import DefaultScope
+    from mmseg.registry import DATASETS, MODELS
+
+    from projects.multimodal_seg.visualization.token_exchange_maps import (
+        FigureLayout, overlay_exchange)
+    from projects.multimodal_translation.visualization import source_images
+    from tools.analysis_tools import visualize_token_exchange
+    config = osp.join(
+        REPO_ROOT, 'configs/tokenfusion_translation/tokenfusion-translation_'
+        'mit-tiny_1xb4-1k_synthetic-shade-texture2rgb-64x64.py')
+    cfg = Config.fromfile(config)
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        model = MODELS.build(cfg.model)
+    checkpoint = tmp_path / 'random.pth'
+    torch.save({'state_dict': model.state_dict()}, checkpoint)
+    data_root = tmp_path / 'data'
+    options = synthetic_data_options(data_root)
+    for theta in (1.0, 0.0):
+        paths = visualize_token_exchange.main([
+            config,
+            str(checkpoint), '--index', '1', '--scale', '2', '--out-dir',
+            str(tmp_path / f'vis_{theta}'), '--cfg-options',
+            f'model.generator.fusion.threshold={theta}'
+        ] + options)
+        assert [osp.basename(p) for p in paths] == \
+            ['test_0001_synthetic_point_9_view_0.png']
+        dataset = dict(
+            cfg.test_dataloader.dataset,
+            data_root=str(data_root),
+            num_train=8,
+            num_test=2)
+        with DefaultScope.overwrite_default_scope('mmseg'):
+            sample = DATASETS.build(dataset)[1]
+        images = source_images(sample['inputs'], 2)
+        figure = cv2.imread(paths[0])[..., ::-1]
+        layout = FigureLayout(5, 2, (128, 128))  # last block of 5 stages
+        assert figure.shape[:2] == layout.size
+        for row in range(5):
+            for col in range(2):
+                y0, x0, y1, x1 = layout.panel_box(row, col)
+                panel = figure[y0:y1:2, x0:x1:2]
+                if theta:  # shade <- texture (1), texture <- shade (0)
+                    expected = overlay_exchange(images[col],
+                                                np.full((64, 64), 1 - col))
+                else:
+                    expected = images[col]
+                np.testing.assert_array_equal(panel, expected)

@@ -31,6 +31,8 @@ from mmengine.runner import CheckpointLoader  # noqa: E402
 
 import projects.multimodal_translation  # noqa: E402,F401
 from projects.common.checkpoint import load_state_dict_exactly  # noqa: E402
+from projects.multimodal_translation.visualization import (  # noqa: E402
+    source_images, to_uint8)
 
 HEADER = 24  # pixels of the column titles
 GAP = 4
@@ -43,12 +45,6 @@ def parse_model(text: str) -> Tuple[str, str, str]:
         raise argparse.ArgumentTypeError(
             f'{text!r}: expected NAME=CONFIG:CHECKPOINT')
     return name, config, checkpoint
-
-
-def to_uint8(image: torch.Tensor) -> np.ndarray:
-    """(3, H, W) in [-1, 1] -> (H, W, 3) RGB uint8."""
-    array = (image.detach().cpu().clamp(-1, 1) + 1) * 127.5
-    return np.round(array.permute(1, 2, 0).numpy()).astype(np.uint8)
 
 
 @torch.no_grad()
@@ -133,9 +129,7 @@ def main(argv=None) -> str:
     names, inputs = sources
     rows = []
     for i in range(len(args.index)):
-        panels = [
-            to_uint8(part) for part in inputs[i].split(3, dim=0)[:len(names)]
-        ]
+        panels = source_images(inputs[i], len(names))
         panels += [to_uint8(images[i]) for _, images in outputs]
         panels.append(to_uint8(target[i]))
         rows.append(panels)

@@ -1,5 +1,5 @@
 """Draw which tokens each modality took from the others (TokenFusion,
-Figure 4 of the paper).
+Figures 4 and 6 of the paper), for a segmentor or a translation generator.
 
 For each chosen sample of a split (built through that split's dataset with
 the config's *test* pipeline and the model's data preprocessor, so the
@@ -16,8 +16,13 @@ Layout of one PNG per sample: a header (sample, θ, legend), then one row
 per layer: [rgb panel | depth panel | ...], each with a title giving the
 fraction of the modality's tokens taken from others.
 
+For a translation model (``MultiStreamTranslator``) the fused MiT is the
+generator's encoder and the panels are its sources.
+
 Example (CONFIG e.g. the synthetic demo ``configs/tokenfusion/
-tokenfusion_mit-tiny_1xb8-1k_synthetic-rgbd-64x64.py``)::
+tokenfusion_mit-tiny_1xb8-1k_synthetic-rgbd-64x64.py`` or ``configs/
+tokenfusion_translation/tokenfusion-translation_mit-tiny_1xb4-1k_synthetic-
+shade-texture2rgb-64x64.py``)::
 
     python tools/analysis_tools/visualize_token_exchange.py CONFIG \\
         work_dirs/demo/iter_1000.pth --index 0 --index 3 --out-dir vis/ \\
@@ -41,8 +46,13 @@ from mmengine.runner import load_checkpoint  # noqa: E402
 # importing the package registers its modules and makes checkpoints load
 # under torch >= 2.6
 import projects.multimodal_seg  # noqa: E402,F401
+import projects.multimodal_translation  # noqa: E402,F401
 from projects.multimodal_seg.visualization.token_exchange_maps import (  # noqa: E402,E501
     default_layers, token_exchange, visualize_sample)
+from projects.multimodal_translation.models import \
+    MultiStreamTranslator  # noqa: E402
+from projects.multimodal_translation.visualization import (  # noqa: E402
+    frame_name, translation_exchange_figure)
 
 
 def parse_args(argv=None):
@@ -96,12 +106,21 @@ def build_dataset(cfg: Config, split: str):
     return DATASETS.build(dataset_cfg)
 
 
+def fused_mit(model):
+    """The fused MiT of a segmentor (its backbone) or of a translator (its
+    generator's encoder)."""
+    if isinstance(model, MultiStreamTranslator):
+        return model.generator.encoder
+    return model.backbone
+
+
 def build_model(cfg: Config, checkpoint: str, device: str):
     from mmseg.registry import MODELS
-    cfg.model.backbone.pop('init_cfg', None)
+    if 'backbone' in cfg.model:
+        cfg.model.backbone.pop('init_cfg', None)
     cfg.model.pop('pretrained', None)
     model = MODELS.build(cfg.model)
-    token_exchange(model.backbone)
+    token_exchange(fused_mit(model))
     load_checkpoint(model, checkpoint, map_location='cpu')
     return model.to(device).eval()
 
@@ -113,7 +132,7 @@ def main(argv=None):
         cfg.merge_from_dict(args.cfg_options)
     init_default_scope(cfg.get('default_scope', 'mmseg'))
     model = build_model(cfg, args.checkpoint, args.device)
-    fused = token_exchange(model.backbone).block_names
+    fused = token_exchange(fused_mit(model)).block_names
     if not fused:
         raise ValueError('the token exchange acts in no block: nothing to '
                          'draw')
@@ -130,10 +149,15 @@ def main(argv=None):
             raise IndexError(f'--index {index} is outside the {args.split} '
                              f'split ({len(dataset)} samples)')
         data = dataset[index]
-        figure, fractions = visualize_sample(model, data, layers, args.scale,
-                                             args.alpha)
-        name = osp.splitext(
-            osp.basename(data['data_samples'].metainfo['img_path']))[0]
+        meta = data['data_samples'].metainfo
+        if isinstance(model, MultiStreamTranslator):
+            figure, fractions = translation_exchange_figure(
+                model, data, layers, args.scale, args.alpha)
+            name = frame_name(meta['frame']).replace('/', '_')
+        else:
+            figure, fractions = visualize_sample(model, data, layers,
+                                                 args.scale, args.alpha)
+            name = osp.splitext(osp.basename(meta['img_path']))[0]
         path = osp.join(args.out_dir, f'{args.split}_{index:04d}_{name}.png')
         cv2.imwrite(path, figure[..., ::-1])
         paths.append(path)

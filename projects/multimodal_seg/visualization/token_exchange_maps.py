@@ -246,16 +246,19 @@ def token_exchange(backbone) -> TokenExchange:
 
 
 @torch.no_grad()
-def run_backbone(model, data: dict):
-    """Preprocess one sample as in testing and run the backbone.
+def record_scores(backbone, inputs: torch.Tensor):
+    """Run a fused MiT with a :class:`TokenExchange` layer on a
+    preprocessed batch of one sample and read its scores.
+
+    Args:
+        backbone: The fused MiT (``FusedMiT``).
+        inputs (Tensor): (1, sum of channels, H, W), what the backbone is
+            fed in testing.
 
     Returns:
-        tuple: scores (list of (M, N_s) per fused block), token grids
-        ((H_s, W_s) per stage), input size (H_in, W_in) after padding.
+        tuple: scores (list of (M, N_s) per fused block) and token grids
+        ((H_s, W_s) per stage).
     """
-    backbone = model.backbone
-    batch = model.data_preprocessor(pseudo_collate([data]), False)
-    inputs = batch['inputs']
     grids: Dict[int, tuple] = {}
     handles = []
     s = 0
@@ -274,28 +277,37 @@ def run_backbone(model, data: dict):
         for handle in handles:
             handle.remove()
     scores = token_exchange(backbone).scores
-    return [sc[:, 0].cpu() for sc in scores], grids, tuple(inputs.shape[-2:])
+    return [sc[:, 0].cpu() for sc in scores], grids
 
 
-def visualize_sample(model,
-                     data: dict,
-                     layers: Sequence[str],
-                     scale: int = 0,
-                     alpha: float = 0.6,
-                     name: Optional[str] = None):
-    """Figure and per-layer exchanged fractions of one packed sample
-    (``name`` in the header: default the file name of its image).
+def exchange_figure(backbone,
+                    inputs: torch.Tensor,
+                    images: Sequence[np.ndarray],
+                    modalities: Sequence[str],
+                    layers: Sequence[str],
+                    name: str,
+                    scale: int = 0,
+                    alpha: float = 0.6):
+    """Figure and per-layer exchanged fractions of one sample, for any
+    model whose fused MiT is ``backbone``.
+
+    Args:
+        backbone: The fused MiT with a :class:`TokenExchange` layer.
+        inputs (Tensor): (1, C, H_in, W_in) preprocessed input (H_in, W_in
+            may include padding below and right of the image).
+        images (list[ndarray]): One displayable (H, W, 3) RGB uint8 image
+            per modality, H <= H_in, W <= W_in.
+        modalities (list[str]): Their names.
+        layers (list[str]): Fused blocks to draw, e.g. ``'block2.0'``.
+        name (str): The sample's name in the header.
 
     Returns:
         tuple: figure (RGB uint8), ``{layer: {modality: fraction}}``.
     """
-    layer_of = token_exchange(model.backbone)
-    meta = data['data_samples'].metainfo
-    modalities = tuple(meta['modalities'])
-    images = modality_images(data['inputs'], modalities,
-                             meta['modality_channels'])
+    layer_of = token_exchange(backbone)
     height, width = images[0].shape[:2]
-    scores, grids, padded = run_backbone(model, data)
+    scores, grids = record_scores(backbone, inputs)
+    padded = tuple(inputs.shape[-2:])
     threshold = layer_of.threshold
     allocation = layer_of.allocation
     blocks = layer_of.block_names
@@ -311,20 +323,43 @@ def visualize_sample(model,
         pixels = upsample_token_map(maps, padded)[:, :height, :width]
         pixel_maps.append(pixels)
         fractions[layer] = {
-            name: float((maps[m] >= 0).mean())
-            for m, name in enumerate(modalities)
+            modality: float((maps[m] >= 0).mean())
+            for m, modality in enumerate(modalities)
         }
         titles.append([
-            f'{layer} {name}: {100 * fractions[layer][name]:.1f}% taken '
-            f'({grid[0]}x{grid[1]})' for name in modalities
+            f'{layer} {modality}: {100 * fractions[layer][modality]:.1f}% '
+            f'taken ({grid[0]}x{grid[1]})' for modality in modalities
         ])
-    legend = ', '.join(f'{name} = {SOURCE_COLOUR_NAMES[k]}'
-                       for k, name in enumerate(modalities))
-    sample = name or osp.basename(meta.get('img_path') or '?')
+    legend = ', '.join(f'{modality} = {SOURCE_COLOUR_NAMES[k]}'
+                       for k, modality in enumerate(modalities))
     header = [
-        f'{sample}  theta={threshold:g}  tokens each modality took from '
+        f'{name}  theta={threshold:g}  tokens each modality took from '
         'another', f'highlight = source modality: {legend}'
     ]
     figure = draw_figure(images, pixel_maps, titles, header, scale
                          or auto_scale((height, width)), alpha)
     return figure, fractions
+
+
+def visualize_sample(model,
+                     data: dict,
+                     layers: Sequence[str],
+                     scale: int = 0,
+                     alpha: float = 0.6,
+                     name: Optional[str] = None):
+    """:func:`exchange_figure` of a segmentor on one packed sample (the
+    test pipeline's output), preprocessed as in testing and run on the
+    whole image (``name`` in the header: default the file name of its
+    image).
+
+    Returns:
+        tuple: figure (RGB uint8), ``{layer: {modality: fraction}}``.
+    """
+    meta = data['data_samples'].metainfo
+    modalities = tuple(meta['modalities'])
+    images = modality_images(data['inputs'], modalities,
+                             meta['modality_channels'])
+    batch = model.data_preprocessor(pseudo_collate([data]), False)
+    sample = name or osp.basename(meta.get('img_path') or '?')
+    return exchange_figure(model.backbone, batch['inputs'], images, modalities,
+                           layers, str(sample), scale, alpha)

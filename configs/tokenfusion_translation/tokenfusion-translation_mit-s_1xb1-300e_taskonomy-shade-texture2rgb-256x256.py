@@ -1,7 +1,9 @@
-# TokenFusion, Taskonomy Shade + Texture -> RGB (the reference's default
-# task, TokenFusion Table 1): the reference's generator / discriminator
-# (131.1 M / 85.3 M parameters), token exchange in the last block of each
-# encoder stage, Adam 2e-4 (0.5, 0.999), batch 1, 300 epochs.
+# TokenFusion-S, Taskonomy Shade + Texture -> RGB (TokenFusion Table 1):
+# the reference's default task (its `-i 2 7 0`).
+# The reference's generator / discriminator (20 encoder blocks; 131.1 M /
+# 85.3 M parameters for two sources), token exchange (θ = 0.02) in the
+# last block of each encoder stage, Adam 2e-4 (0.5, 0.999), batch 1,
+# 300 epochs.
 _base_ = [
     '../_base_/models/tokenfusion_translation_mit.py',
     '../_base_/datasets/taskonomy_translation_256x256.py',

@@ -1,0 +1,5 @@
+"""MCTF (multi-criteria token fusion) for ViTs in mmpretrain, with ToMe as
+one of its settings: the merging ViT backbone. The merging itself is the
+registry-free :mod:`projects.fusion_math.token_merging`. Importing the
+package registers the modules in mmpretrain's registries."""
+from .models import *  # noqa: F401,F403

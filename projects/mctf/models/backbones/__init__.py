@@ -1,0 +1,3 @@
+from .mctf_vit import PLACEMENTS, MCTFVisionTransformer, MergeTrace
+
+__all__ = ['MCTFVisionTransformer', 'MergeTrace', 'PLACEMENTS']

@@ -21,15 +21,19 @@ CONFIGS = configs_in('segformer', 'tokenfusion', 'geminifusion')
 DET3D_CONFIGS = configs_in('groupfree3d', 'tokenfusion3d')
 # built by tests/multimodal_translation/test_configs.py
 TRANSLATION_CONFIGS = configs_in('tokenfusion_translation')
+# built by tests/mctf/test_configs.py
+MCTF_CONFIGS = configs_in('mctf')
 
 
 def test_configs_found():
     assert len(CONFIGS) >= 9
     assert len(DET3D_CONFIGS) >= 6
+    assert len(MCTF_CONFIGS) >= 5
     every = glob.glob(osp.join(REPO_ROOT, 'configs', '*', '*.py'))
     assert {p
-            for p in every if '/_base_/' not in p
-            } == set(CONFIGS + DET3D_CONFIGS + TRANSLATION_CONFIGS)
+            for p in every
+            if '/_base_/' not in p} == set(CONFIGS + DET3D_CONFIGS +
+                                           TRANSLATION_CONFIGS + MCTF_CONFIGS)
 
 
 @pytest.mark.parametrize('path', CONFIGS, ids=osp.basename)

@@ -218,3 +218,11 @@ def test_visualize_token_exchange_of_a_translation_generator(tmp_path):
                 else:
                     expected = images[col]
                 np.testing.assert_array_equal(panel, expected)
+    # blocks that do not fuse are named in the error, with the fused ones
+    with pytest.raises(ValueError, match=r"\['block1.1'\]: choose fused"):
+        visualize_token_exchange.main([
+            config,
+            str(checkpoint), '--index', '0', '--layers', 'block1.1',
+            '--out-dir',
+            str(tmp_path / 'bad'), '--cfg-options'
+        ] + options)

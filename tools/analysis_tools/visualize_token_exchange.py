@@ -132,15 +132,8 @@ def main(argv=None):
         cfg.merge_from_dict(args.cfg_options)
     init_default_scope(cfg.get('default_scope', 'mmseg'))
     model = build_model(cfg, args.checkpoint, args.device)
-    fused = token_exchange(fused_mit(model)).block_names
-    if not fused:
-        raise ValueError('the token exchange acts in no block: nothing to '
-                         'draw')
-    layers = args.layers or default_layers(fused)
-    unknown = [layer for layer in layers if layer not in fused]
-    if unknown:
-        raise ValueError(f'{unknown} are not fused blocks; choose from '
-                         f'{fused}')
+    layers = args.layers or default_layers(
+        token_exchange(fused_mit(model)).block_names)
     dataset = build_dataset(cfg, args.split)
     os.makedirs(args.out_dir, exist_ok=True)
     paths = []

@@ -298,19 +298,24 @@ def exchange_figure(backbone,
         images (list[ndarray]): One displayable (H, W, 3) RGB uint8 image
             per modality, H <= H_in, W <= W_in.
         modalities (list[str]): Their names.
-        layers (list[str]): Fused blocks to draw, e.g. ``'block2.0'``.
+        layers (list[str]): Fused blocks to draw, e.g. ``'block2.0'``
+            (an error names the others).
         name (str): The sample's name in the header.
 
     Returns:
         tuple: figure (RGB uint8), ``{layer: {modality: fraction}}``.
     """
     layer_of = token_exchange(backbone)
+    blocks = layer_of.block_names
+    unknown = [layer for layer in layers if layer not in blocks]
+    if unknown or not layers:
+        raise ValueError(f'{unknown or "no layer"}: choose fused blocks to '
+                         f'draw from {blocks}')
     height, width = images[0].shape[:2]
     scores, grids = record_scores(backbone, inputs)
     padded = tuple(inputs.shape[-2:])
     threshold = layer_of.threshold
     allocation = layer_of.allocation
-    blocks = layer_of.block_names
     pixel_maps, titles, fractions = [], [], {}
     for layer in layers:
         stage = stage_of(layer)

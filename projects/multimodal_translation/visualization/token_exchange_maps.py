@@ -60,19 +60,14 @@ def translation_exchange_figure(model,
         tuple: figure (RGB uint8), ``{layer: {source: fraction}}``.
     """
     meta = data['data_samples'].metainfo
-    if 'sources' not in meta:
-        raise KeyError('the data sample has no "sources" in its metainfo '
+    missing = [key for key in ('sources', 'frame') if key not in meta]
+    if missing:
+        raise KeyError(f'the data sample has no {missing} in its metainfo '
                        '(pack it with PackTranslationInputs)')
     sources = tuple(meta['sources'])
     encoder = model.generator.encoder
-    fused = token_exchange(encoder).block_names
-    layers = list(layers or default_layers(fused))
-    unknown = [layer for layer in layers if layer not in fused]
-    if unknown:
-        raise ValueError(f'{unknown} are not fused blocks of the generator; '
-                         f'choose from {fused}')
+    layers = layers or default_layers(token_exchange(encoder).block_names)
     batch = model.data_preprocessor(pseudo_collate([data]), False)
-    return exchange_figure(encoder, batch['inputs'],
-                           source_images(data['inputs'],
-                                         len(sources)), sources, layers,
-                           frame_name(meta.get('frame', '?')), scale, alpha)
+    images = source_images(data['inputs'], len(sources))
+    return exchange_figure(encoder, batch['inputs'], images, sources, layers,
+                           frame_name(meta['frame']), scale, alpha)

@@ -23,6 +23,8 @@ model = dict(
 # 1000 steps alpha could travel 0.2 (softmax weights 0.55 / 0.45 at most)
 # where the reference's 300 epochs of 1000 steps let it travel 60. The
 # one-stream baselines have a single weight, which this does not change.
+# (alpha is the generator's first parameter group: the log's
+# generator.lr is alpha's 2e-2, the other groups keep 2e-4.)
 optim_wrapper = dict(
     generator=dict(
         paramwise_cfg=dict(custom_keys=dict(alpha=dict(lr_mult=100.)))))

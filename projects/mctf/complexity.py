@@ -54,3 +54,11 @@ def flop_analyzer(model: torch.nn.Module,
     analyzer.unsupported_ops_warnings(False)
     analyzer.uncalled_modules_warnings(False)
     return analyzer
+
+
+def count_gflops(model: torch.nn.Module, img_size: int = 224) -> float:
+    """GFLOPs of one ``img_size`` x ``img_size`` image through an mmpretrain
+    classifier, with :func:`flop_analyzer`."""
+    with torch.no_grad():
+        return flop_analyzer(model, torch.randn(1, 3, img_size,
+                                                img_size)).total() / 1e9

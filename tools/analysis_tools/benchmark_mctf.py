@@ -28,7 +28,7 @@ from mmengine.registry import DefaultScope  # noqa: E402
 from mmpretrain.registry import MODELS  # noqa: E402
 
 import projects.mctf  # noqa: E402,F401
-from projects.mctf.complexity import flop_analyzer  # noqa: E402
+from projects.mctf.complexity import count_gflops  # noqa: E402
 
 WIDTHS = {'deit-tiny': 192, 'deit-small': 384, 'deit-base': 768}
 TOME = dict(
@@ -65,12 +65,6 @@ def build(arch: str, img_size: int = 224, **backbone):
     return model
 
 
-def gflops(model, img_size: int = 224) -> float:
-    with torch.no_grad():
-        return flop_analyzer(model, torch.randn(1, 3, img_size,
-                                                img_size)).total() / 1e9
-
-
 def tome_matching(arch: str, target: float, img_size: int = 224):
     """ToMe's settings (all blocks) with the r whose GFLOPs come closest
     to ``target`` (GFLOPs fall as r grows: bisection over the r the
@@ -80,7 +74,7 @@ def tome_matching(arch: str, target: float, img_size: int = 224):
         return dict(TOME, r=r, merge_layers=list(range(12)))
 
     def flops(r):
-        return gflops(build(arch, img_size, **settings(r)), img_size)
+        return count_gflops(build(arch, img_size, **settings(r)), img_size)
 
     probe = build(arch, img_size, **settings(0))
     low, high = 0, 1
@@ -141,7 +135,7 @@ def main(argv=None):
     rows = []
     for name, settings in MODELS_TO_RUN.items():
         model = build(args.arch, args.img_size, **settings)
-        rows.append((name, model, gflops(model, args.img_size)))
+        rows.append((name, model, count_gflops(model, args.img_size)))
     tome, tome_flops = tome_matching(args.arch, rows[1][2], args.img_size)
     rows.append((f'ToMe r={tome["r"]}', build(args.arch, args.img_size,
                                               **tome), tome_flops))

@@ -100,9 +100,9 @@ def main(argv=None):
     if args.metrics_json and runner.rank == 0:
         with open(args.metrics_json, 'w') as f:
             json.dump({k: float(v) for k, v in metrics.items()}, f, indent=1)
-    runner_utils.shut_down_distributed()
     return metrics
 
 
 if __name__ == '__main__':
     main()
+    runner_utils.end_distributed_process()

@@ -69,8 +69,8 @@ def main(argv=None):
     cfg = build_cfg(parse_args(argv))
     runner = runner_utils.build_runner(cfg)
     runner.train()
-    runner_utils.shut_down_distributed()
 
 
 if __name__ == '__main__':
     main()
+    runner_utils.end_distributed_process()

@@ -6,7 +6,8 @@ PY := .venv/bin/python
 # FUSION="a b"); DATA=rgbdel: the RGB / depth / event / LiDAR set
 # (tokenfusion, geminifusion) with the missing-modality table
 # TASK=translation: the image-translation demo (DATA=translation, every
-# generator of the comparison unless FUSION says otherwise)
+# generator of the comparison unless FUSION says otherwise); TASK=mctf: the
+# token-merging demo (a small ViT with MCTF / ToMe, accuracy against GFLOPs)
 ifeq ($(TASK),translation)
 DATA = translation
 FUSION ?= all
@@ -19,8 +20,13 @@ DATA ?= rgbd
 env:
 	@bash tools/setup_env.sh
 
+DEMO_COMMAND = tools/run_demo.py --data $(DATA) --fusion $(FUSION)
+ifeq ($(TASK),mctf)
+DEMO_COMMAND = tools/run_demo_mctf.py
+endif
+
 demo: env
-	$(PY) tools/run_demo.py --data $(DATA) --fusion $(FUSION)
+	$(PY) $(DEMO_COMMAND)
 
 demo-3d: env
 	$(PY) tools/run_demo_3d.py
@@ -36,4 +42,4 @@ lint: env
 	.venv/bin/lint-imports
 
 clean-demo:
-	rm -rf work_dirs/demo work_dirs/demo_3d
+	rm -rf work_dirs/demo work_dirs/demo_*

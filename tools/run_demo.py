@@ -158,6 +158,20 @@ def demo_models(fusion=DEFAULT_FUSION, only=None, data='rgbd'):
     return models
 
 
+def add_run_arguments(parser):
+    """``--seed`` and ``--threads``, which every demo takes."""
+    parser.add_argument(
+        '--seed',
+        type=int,
+        help="training seed of every model (default: the configs' 0)")
+    parser.add_argument(
+        '--threads',
+        type=int,
+        default=DEMO_THREADS,
+        help='OpenMP / MKL threads of every tool (default: %(default)s, '
+        'whatever the machine has: the table depends on it)')
+
+
 def model_dir(work_root, name):
     """work_dirs/demo/<row name as a folder name: lower case, spaces to
     '_', other punctuation dropped>"""
@@ -202,19 +216,22 @@ def train_and_test(name,
                    out_root,
                    show=True,
                    seed=None,
-                   threads=DEMO_THREADS):
+                   threads=DEMO_THREADS,
+                   options=()):
     """Train CONFIG, test its last checkpoint; returns the test metrics
     (``show``: draw the test predictions under ``<work dir>/vis``;
-    ``seed``: instead of the config's seed)."""
+    ``seed``: instead of the config's seed; ``options``: more
+    ``--cfg-options`` of the training)."""
     work_dir = model_dir(out_root, name)
     os.makedirs(work_dir, exist_ok=True)
     start = time.time()
     print(f'[demo] {name}: training {config}', flush=True)
-    seed_args = [] if seed is None else [
-        '--cfg-options', f'randomness.seed={seed}'
-    ]
+    options = list(options)
+    if seed is not None:
+        options.append(f'randomness.seed={seed}')
+    option_args = ['--cfg-options'] + options if options else []
     run([sys.executable, 'tools/train.py', config, '--work-dir', work_dir] +
-        seed_args, osp.join(work_dir, 'train.log'), threads)
+        option_args, osp.join(work_dir, 'train.log'), threads)
     checkpoint = last_checkpoint(work_dir)
     print(
         f'[demo] {name}: testing {osp.relpath(checkpoint, REPO_ROOT)}',
@@ -343,16 +360,7 @@ def main(argv=None):
         '(default: work_dirs/demo, work_dirs/demo_rgbdel for rgbdel)')
     parser.add_argument(
         '--only', nargs='+', help='run only the rows with these names')
-    parser.add_argument(
-        '--seed',
-        type=int,
-        help="training seed of every model (default: the configs' 0)")
-    parser.add_argument(
-        '--threads',
-        type=int,
-        default=DEMO_THREADS,
-        help='OpenMP / MKL threads of every tool (default: %(default)s, '
-        'whatever the machine has: the table depends on it)')
+    add_run_arguments(parser)
     args = parser.parse_args(argv)
     try:
         models = demo_models(args.fusion, args.only, args.data)

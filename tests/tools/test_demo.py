@@ -191,3 +191,21 @@ def test_seed_reaches_the_training_command(tmp_path, monkeypatch):
     (train, train_threads), (test, test_threads) = calls
     assert train[-2:] == ['--cfg-options', 'randomness.seed=5']
     assert '--cfg-options' not in test and train_threads == test_threads == 1
+
+
+def test_mctf_demo_measures_what_its_models_can_take():
+    """Every r of the sweep passes both merging configs' safeguards, and
+    the pictures show the r both were fine-tuned at."""
+    from mmengine.registry import DefaultScope
+    from mmpretrain.registry import MODELS
+
+    from tools import run_demo_mctf
+    for config in (run_demo_mctf.MCTF, run_demo_mctf.TOME):
+        cfg = Config.fromfile(osp.join(REPO_ROOT, config))
+        with DefaultScope.overwrite_default_scope('mmpretrain'):
+            backbone = MODELS.build(cfg.model).backbone
+        assert backbone.r == run_demo_mctf.R_PICTURE
+        for r in run_demo_mctf.R_SWEEP:
+            assert backbone.token_counts(r=r)[-1] >= 10
+    assert run_demo_mctf.R_PICTURE in run_demo_mctf.R_SWEEP
+    assert run_demo_mctf.PLAIN[1].startswith('configs/mctf/vit-tiny-p4')

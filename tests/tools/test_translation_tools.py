@@ -89,7 +89,7 @@ def test_translation_grid(tmp_path):
 
     import projects.multimodal_translation  # noqa: F401
     from projects.multimodal_translation.visualization import to_uint8
-    from tools.analysis_tools import translation_grid
+    from tools.analysis_tools import model_panels, translation_grid
     single = CONFIG.replace('tokenfusion-translation_', 'translation-single_')
     single = single.replace('shade-texture2rgb', 'shade2rgb')
     specs = []
@@ -110,7 +110,7 @@ def test_translation_grid(tmp_path):
         ['--index', '0', '--index', '2', '--out', out, '--cfg-options'] +
         [f'{k}={v}' for k, v in data.items()])
     picture = cv2.imread(out)[..., ::-1]
-    scale, gap, header = 2, translation_grid.GAP, translation_grid.HEADER
+    scale, gap, header = 2, model_panels.GAP, model_panels.HEADER
     panel = 64 * scale
     assert picture.shape == (header + 2 * (panel + gap),
                              5 * (panel + gap) + gap, 3)

@@ -12,39 +12,26 @@ one-stream model's only image). A row per sample; a header names the
 columns.
 """
 import argparse
-import os
 import os.path as osp
 import sys
-from typing import List, Sequence, Tuple
+from typing import Sequence
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from mmengine.config import Config, DictAction  # noqa: E402
+from mmengine.config import DictAction  # noqa: E402
 from mmengine.dataset import pseudo_collate  # noqa: E402
-from mmengine.registry import init_default_scope  # noqa: E402
-from mmengine.runner import CheckpointLoader  # noqa: E402
 
 import projects.multimodal_translation  # noqa: E402,F401
-from projects.common.checkpoint import load_state_dict_exactly  # noqa: E402
 from projects.multimodal_translation.visualization import (  # noqa: E402
     source_images, to_uint8)
-
-HEADER = 24  # pixels of the column titles
-GAP = 4
-
-
-def parse_model(text: str) -> Tuple[str, str, str]:
-    name, sep, rest = text.partition('=')
-    config, sep2, checkpoint = rest.rpartition(':')
-    if not (sep and sep2 and name and config and checkpoint):
-        raise argparse.ArgumentTypeError(
-            f'{text!r}: expected NAME=CONFIG:CHECKPOINT')
-    return name, config, checkpoint
+from tools.analysis_tools.model_panels import compose  # noqa: E402
+from tools.analysis_tools.model_panels import \
+    load_trained_model  # noqa: E402,E501
+from tools.analysis_tools.model_panels import parse_model  # noqa: E402
+from tools.analysis_tools.model_panels import write_picture  # noqa: E402
 
 
 @torch.no_grad()
@@ -55,15 +42,7 @@ def model_outputs(config: str,
     """(samples, outputs): the packed test samples of ``config`` at
     ``indices`` and the model's ensemble image of each."""
     from mmseg.registry import DATASETS, MODELS
-    cfg = Config.fromfile(config)
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
-    init_default_scope(cfg.get('default_scope', 'mmseg'))
-    model = MODELS.build(cfg.model)
-    load_state_dict_exactly(
-        model, CheckpointLoader.load_checkpoint(checkpoint, 'cpu'), checkpoint,
-        f'the model of {config}')
-    model.eval()
+    cfg, model = load_trained_model(config, checkpoint, cfg_options, MODELS)
     dataset = DATASETS.build(cfg.test_dataloader.dataset)
     samples, outputs = [], []
     for index in indices:
@@ -76,31 +55,6 @@ def model_outputs(config: str,
         samples.append(sample)
         outputs.append(pred.pred_images['ensemble'])
     return samples, outputs
-
-
-def compose(rows: List[List[np.ndarray]],
-            titles: Sequence[str],
-            scale: int = 2) -> np.ndarray:
-    """Rows of equal-size RGB panels -> one RGB picture with titles."""
-    h, w = rows[0][0].shape[:2]
-    ph, pw = h * scale, w * scale
-    cols = len(titles)
-    canvas = np.full(
-        (HEADER + len(rows) * (ph + GAP), cols * (pw + GAP) + GAP, 3), 255,
-        np.uint8)
-    for c, title in enumerate(titles):
-        x = GAP + c * (pw + GAP)
-        (tw, th), _ = cv2.getTextSize(title, cv2.FONT_HERSHEY_SIMPLEX, 0.4, 1)
-        size = min(0.4, 0.4 * (pw - 4) / max(tw, 1))
-        cv2.putText(canvas, title, (x + 2, HEADER - 8),
-                    cv2.FONT_HERSHEY_SIMPLEX, size, (0, 0, 0), 1, cv2.LINE_AA)
-    for r, panels in enumerate(rows):
-        y = HEADER + r * (ph + GAP)
-        for c, panel in enumerate(panels):
-            x = GAP + c * (pw + GAP)
-            canvas[y:y + ph,
-                   x:x + pw] = np.repeat(np.repeat(panel, scale, 0), scale, 1)
-    return canvas
 
 
 def main(argv=None) -> str:
@@ -134,12 +88,7 @@ def main(argv=None) -> str:
         panels.append(to_uint8(target[i]))
         rows.append(panels)
     titles = list(names) + [n for n, _ in outputs] + ['target']
-    picture = compose(rows, titles)
-    if osp.dirname(args.out):
-        os.makedirs(osp.dirname(args.out), exist_ok=True)
-    cv2.imwrite(args.out, picture[..., ::-1])
-    print(args.out)
-    return args.out
+    return write_picture(compose(rows, titles), args.out)
 
 
 if __name__ == '__main__':

@@ -4,16 +4,8 @@
 # 1e-6 by cosine over 30 epochs, then 10 cool-down epochs at 1e-6 without
 # warm-up; gradients clipped at 5 as DeiT; EMA of the weights (decay
 # 0.99996).
-optim_wrapper = dict(
-    optimizer=dict(type='AdamW', lr=3e-5, weight_decay=0.05),
-    paramwise_cfg=dict(
-        norm_decay_mult=0.0,
-        bias_decay_mult=0.0,
-        custom_keys={
-            '.cls_token': dict(decay_mult=0.0),
-            '.pos_embed': dict(decay_mult=0.0)
-        }),
-    clip_grad=dict(max_norm=5.0))
+_base_ = ['./vit_adamw.py']
+optim_wrapper = dict(optimizer=dict(lr=3e-5))
 param_scheduler = [
     dict(
         type='CosineAnnealingLR',

@@ -43,6 +43,17 @@ def parse_r(text: str):
     return int(value) if value.is_integer() and '.' not in text else value
 
 
+def merging_backbone(model, name: str, config: str):
+    """The model's backbone, which must merge tokens (an error names the
+    model and its config otherwise)."""
+    backbone = model.backbone
+    if not hasattr(backbone, 'token_counts'):
+        raise TypeError(f'{name}: the backbone of {config} is a '
+                        f'{type(backbone).__name__}, not a token-merging '
+                        'MCTFVisionTransformer')
+    return backbone
+
+
 def image_size(backbone) -> int:
     """The square input side the backbone was configured for."""
     h, w = backbone.patch_resolution
@@ -61,11 +72,7 @@ def evaluate(name, config, checkpoint, rs, work_dir, cfg_options=None):
     cfg.resume = False
     runner = runner_utils.build_runner(cfg)
     model = runner.model
-    backbone = model.backbone
-    if not hasattr(backbone, 'token_counts'):
-        raise TypeError(f'{name}: the backbone of {config} is a '
-                        f'{type(backbone).__name__}, not a token-merging '
-                        'MCTFVisionTransformer')
+    backbone = merging_backbone(model, name, config)
     for r in rs:  # every r checked before the first test run
         try:
             backbone.token_counts(r=r)

@@ -36,6 +36,8 @@ from tools.analysis_tools.model_panels import \
     load_trained_model  # noqa: E402,E501
 from tools.analysis_tools.model_panels import parse_model  # noqa: E402
 from tools.analysis_tools.model_panels import write_picture  # noqa: E402
+from tools.analysis_tools.token_merging_tradeoff import \
+    merging_backbone  # noqa: E402
 from tools.analysis_tools.token_merging_tradeoff import parse_r  # noqa: E402
 
 SCALE = 4
@@ -48,11 +50,7 @@ def merge_panels(name, config, checkpoint, indices, r=None, cfg_options=None):
     count after the last layer."""
     from mmpretrain.registry import DATASETS, MODELS
     cfg, model = load_trained_model(config, checkpoint, cfg_options, MODELS)
-    backbone = model.backbone
-    if not hasattr(backbone, 'token_counts'):
-        raise TypeError(f'{name}: the backbone of {config} is a '
-                        f'{type(backbone).__name__}, not a token-merging '
-                        'MCTFVisionTransformer')
+    backbone = merging_backbone(model, name, config)
     if r is not None:
         backbone.r_eval = r
     dataset = DATASETS.build(cfg.test_dataloader.dataset)

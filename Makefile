@@ -14,6 +14,10 @@ FUSION ?= all
 endif
 FUSION ?= tokenfusion
 DATA ?= rgbd
+# `make demo-3d`: points only, the reference fusion rule and the soft gate,
+# seed 0; SEEDS="0 1 2" MODELS=all: every model and control over 3 seeds
+SEEDS ?= 0
+MODELS ?= headline
 
 .PHONY: env demo demo-3d test lint clean-demo
 
@@ -29,7 +33,7 @@ demo: env
 	$(PY) $(DEMO_COMMAND)
 
 demo-3d: env
-	$(PY) tools/run_demo_3d.py
+	$(PY) tools/run_demo_3d.py --seeds $(SEEDS) --models $(MODELS)
 
 test: env
 	$(PY) -m pytest -n 2 --dist loadfile -q

@@ -43,8 +43,12 @@ model = dict(
         box_targets_2d='projected'),
     loss_weight_3d=1.0,
     loss_weight_2d=1.0,
-    img_loss_epochs=16,  # the reference's 120 / 600 of the schedule
     sparsity_weight=1e-3)
+custom_hooks = [
+    # the reference's 120 / 600 of the schedule
+    dict(type='TokenFusion3DHook', img_loss_epochs=16),
+    dict(type='FusionStatsHook', interval=50)
+]
 model_wrapper_cfg = dict(
     type='MMDistributedDataParallel', find_unused_parameters=True)
 

@@ -178,12 +178,29 @@ def sparsity_loss(scores, reduction: str = 'sum') -> torch.Tensor:
     raise ValueError(f"reduction must be 'sum' or 'mean', not {reduction!r}")
 
 
+def score_statistics(scores: Tensor, threshold: float) -> Dict[str, Tensor]:
+    """Fraction of scores below θ (the exchanged / replaced tokens) and the
+    score mean / std / min / max of a flat score tensor, detached, keyed
+    ``'exchanged'``, ``'score_mean'``, ``'score_std'``, ``'score_min'``,
+    ``'score_max'``. An empty tensor gives no statistics (an empty dict)."""
+    values = scores.detach().flatten()
+    if values.numel() == 0:
+        return {}
+    return {
+        'exchanged': (values < threshold).float().mean(),
+        'score_mean': values.mean(),
+        'score_std': values.std() if values.numel() > 1 else values.new_zeros(
+            ()),
+        'score_min': values.min(),
+        'score_max': values.max(),
+    }
+
+
 def fusion_statistics(scores, block_names: Sequence[str], threshold: float,
                       modality_names: Sequence[str]) -> Dict[str, Tensor]:
-    """Per stage and modality: the fraction of exchanged tokens (score < θ)
-    and the score mean / std / min / max over the fused blocks of the stage,
-    the images and the tokens (detached tensors, keyed
-    ``'<stage>/<modality>/<statistic>'``, e.g. ``'stage1/rgb/exchanged'``).
+    """Per stage and modality, :func:`score_statistics` over the fused
+    blocks of the stage, the images and the tokens, keyed
+    ``'<stage>/<modality>/<statistic>'``, e.g. ``'stage1/rgb/exchanged'``.
 
     Args:
         scores (Sequence[Tensor]): (M, B, N) per fused block.
@@ -197,13 +214,10 @@ def fusion_statistics(scores, block_names: Sequence[str], threshold: float,
     for stage, stage_scores in by_stage.items():
         for m, modality in enumerate(modality_names):
             values = torch.cat([s[m].flatten() for s in stage_scores])
-            key = f'{stage}/{modality}'
-            stats[f'{key}/exchanged'] = (values < threshold).float().mean()
-            stats[f'{key}/score_mean'] = values.mean()
-            stats[f'{key}/score_std'] = values.std() if values.numel(
-            ) > 1 else values.new_zeros(())
-            stats[f'{key}/score_min'] = values.min()
-            stats[f'{key}/score_max'] = values.max()
+            stats.update({
+                f'{stage}/{modality}/{name}': value
+                for name, value in score_statistics(values, threshold).items()
+            })
     return stats
 
 

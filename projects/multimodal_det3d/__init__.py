@@ -11,9 +11,11 @@ under numpy 2.4 and its inferencers found by name
 of the segmentation package.
 """
 import projects.common.cpu_point_ops  # noqa: F401
+import projects.common.fusion_stats_hook  # noqa: F401
 import projects.common.mmdet3d_compat  # noqa: F401
 import projects.common.mmengine_compat  # noqa: F401
 from .apis import *  # noqa: F401,F403
 from .checks import CheckPointCloud  # noqa: F401
 from .datasets import *  # noqa: F401,F403
+from .engine import *  # noqa: F401,F403
 from .models import *  # noqa: F401,F403

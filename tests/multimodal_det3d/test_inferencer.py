@@ -28,7 +28,7 @@ from .scannet_scene import (BAD_FRAME, IMG_H, IMG_W, NUM_FRAMES, OUT_H, OUT_W,
 
 TINY_FUSION = osp.join(
     REPO_ROOT, 'configs/tokenfusion3d/'
-    'tokenfusion3d_groupfree3d-tiny_yolos-tiny_1xb8-24e_synthetic-3d.py')
+    'tokenfusion3d_groupfree3d-tiny_vit-4x64_1xb8-24e_synthetic-3d.py')
 TINY_POINTS = osp.join(
     REPO_ROOT, 'configs/groupfree3d/groupfree3d_tiny_1xb8-24e_synthetic-3d.py')
 SUNRGBD_FUSION = osp.join(
@@ -406,7 +406,7 @@ def test_checkpoints_that_do_not_fit_the_config(sun, tmp_path):
     with pytest.raises(
             ValueError,
             match=r'checkpoint .*points_only.pth does not fit the model of '
-            r'.*tiny_yolos-tiny.*synthetic-3d.py: \d+ key\(s\) missing from '
+            r'.*tiny_vit-4x64.*synthetic-3d.py: \d+ key\(s\) missing from '
             r'the checkpoint: img_backbone.\w+.\* \(.*; the checkpoint is a '
             r'points only model, the config builds a points \+ image one'):
         TokenFusion3DInferencer(TINY_FUSION, weights=points_only)

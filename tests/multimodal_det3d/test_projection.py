@@ -45,8 +45,19 @@ def depth_to_img(camera_x=0.):
     return intrinsic @ extrinsic
 
 
+# What a pipeline that augments nothing records (the projection reads every
+# record; none is assumed).
+NOTHING_APPLIED = dict(
+    transformation_3d_flow=[], scale_factor=(1., 1.), flip=False)
+
+
+def recorded(**records):
+    """An image meta recording ``records`` and nothing applied otherwise."""
+    return dict(NOTHING_APPLIED, **records)
+
+
 def single_meta(**extra):
-    meta = dict(depth2img=K @ DEPTH_TO_CAM, img_shape=(IMG_H, IMG_W))
+    meta = recorded(depth2img=K @ DEPTH_TO_CAM, img_shape=(IMG_H, IMG_W))
     meta.update(extra)
     return meta
 
@@ -120,8 +131,13 @@ def test_undo_points_augmentation_inverts_mmdet3d_augmentation(flip_h, flip_v):
     assert torch.allclose(restored, xyz, atol=1e-5)
     reference = apply_3d_transformation(augmented, 'DEPTH', meta, reverse=True)
     assert torch.allclose(restored, reference, atol=1e-5)
-    # The input is not modified; no flow means nothing to undo.
-    assert torch.equal(undo_points_augmentation(augmented, {}), augmented)
+    # The input is not modified; an empty flow means nothing to undo, a
+    # missing one is an error (never "not augmented").
+    assert torch.equal(
+        undo_points_augmentation(augmented, dict(transformation_3d_flow=[])),
+        augmented)
+    with pytest.raises(KeyError, match='transformation_3d_flow'):
+        undo_points_augmentation(augmented, {})
 
 
 def run_3d_augmentation(xyz, coord_type, flips, flip_first):
@@ -249,23 +265,30 @@ def test_undo_points_augmentation_errors():
 # ------------------------------------------------------------ 2D augmentation
 def test_to_network_pixels_resize_crop_flip():
     uv = torch.tensor([[10., 20.], [0., 0.], [63., 47.]])
-    assert torch.equal(to_network_pixels(uv, {}), uv)
-    half = to_network_pixels(uv, dict(scale_factor=(0.5, 0.5)))
+    assert torch.equal(to_network_pixels(uv, recorded()), uv)
+    half = to_network_pixels(uv, recorded(scale_factor=(0.5, 0.5)))
     assert torch.allclose(half, uv * 0.5)
-    anisotropic = to_network_pixels(uv, dict(scale_factor=(2., 0.5, 2., .5)))
+    anisotropic = to_network_pixels(uv,
+                                    recorded(scale_factor=(2., 0.5, 2., .5)))
     assert torch.allclose(anisotropic, uv * torch.tensor([2., 0.5]))
     assert torch.allclose(
-        to_network_pixels(uv, dict(scale_factor=0.25)), uv * 0.25)
-    cropped = to_network_pixels(uv, dict(img_crop_offset=(4, 6)))
+        to_network_pixels(uv, recorded(scale_factor=0.25)), uv * 0.25)
+    cropped = to_network_pixels(uv, recorded(img_crop_offset=(4, 6)))
     assert torch.allclose(cropped, uv - torch.tensor([4., 6.]))
+    # A missing record is an error that names it, never "not applied".
+    for key in ('scale_factor', 'flip'):
+        meta = recorded()
+        del meta[key]
+        with pytest.raises(KeyError, match=key):
+            to_network_pixels(uv, meta)
     # Flip mirrors in the image AFTER the resize: w = 32 here.
-    meta = dict(scale_factor=(0.5, 0.5), img_shape=(24, 32), flip=True)
+    meta = recorded(scale_factor=(0.5, 0.5), img_shape=(24, 32), flip=True)
     flipped = to_network_pixels(uv, meta)
     assert torch.allclose(flipped[:, 0], 32 - uv[:, 0] * 0.5)
     assert torch.allclose(flipped[:, 1], uv[:, 1] * 0.5)
     vertical = to_network_pixels(
         uv,
-        dict(
+        recorded(
             scale_factor=(0.5, 0.5),
             img_shape=(24, 32),
             flip=True,
@@ -274,9 +297,9 @@ def test_to_network_pixels_resize_crop_flip():
     assert torch.allclose(vertical[:, 0], uv[:, 0] * 0.5)
     # flip=False ignores the direction; a flip needs the image shape.
     assert torch.equal(
-        to_network_pixels(uv, dict(flip=False, flip_direction='vertical')), uv)
+        to_network_pixels(uv, recorded(flip_direction='vertical')), uv)
     with pytest.raises(KeyError, match='img_shape'):
-        to_network_pixels(uv, dict(flip=True))
+        to_network_pixels(uv, recorded(flip=True))
 
 
 def test_to_network_pixels_matches_mmdet_box_flip():
@@ -287,7 +310,7 @@ def test_to_network_pixels_matches_mmdet_box_flip():
     flipped = HorizontalBoxes(boxes.clone())
     flipped.flip_((24, 32), direction='horizontal')
     corners = boxes.reshape(2, 2)
-    ours = to_network_pixels(corners, dict(img_shape=(24, 32), flip=True))
+    ours = to_network_pixels(corners, recorded(img_shape=(24, 32), flip=True))
     low = ours.amin(dim=0)
     high = ours.amax(dim=0)
     assert torch.allclose(torch.cat([low, high]), flipped.tensor[0])
@@ -328,7 +351,7 @@ def test_points_to_image_undoes_3d_augmentation_and_rejects_views():
     uv_raw, valid_raw = points_to_image(xyz, single_meta())
     assert torch.allclose(uv_aug, uv_raw, atol=1e-4)
     assert valid_aug.all() and valid_raw.all()
-    multi = dict(
+    multi = recorded(
         lidar2img=np.stack([depth_to_img(), depth_to_img(1.)]),
         img_shape=(IMG_H, IMG_W))
     with pytest.raises(ValueError, match='several views'):
@@ -401,7 +424,7 @@ def multi_view_meta(per_view_shapes):
 
     View 1 is resized by 2 (its own ``scale_factor`` / ``img_shape``) when
     ``per_view_shapes``; otherwise both share one image shape."""
-    meta = dict(lidar2img=[depth_to_img(0.), depth_to_img(1.)])
+    meta = recorded(lidar2img=[depth_to_img(0.), depth_to_img(1.)])
     if per_view_shapes:
         meta.update(
             img_shape=[(IMG_H, IMG_W), (2 * IMG_H, 2 * IMG_W)],
@@ -697,10 +720,7 @@ def test_sun_rgbd_projection_fails_without_undoing_augmentation():
     meta = sample['data_samples'].metainfo
     boxes_3d = sample['data_samples'].gt_instances_3d.bboxes_3d
     boxes_2d = sample['data_samples'].gt_instances.bboxes
-    not_undone = {
-        k: v
-        for k, v in meta.items() if k != 'transformation_3d_flow'
-    }
+    not_undone = dict(meta, transformation_3d_flow=[])
     uv, valid = box_corners_to_image(boxes_3d, not_undone)
     projected, keep = project_boxes_to_2d(boxes_3d, not_undone)
     ious = bbox_overlaps(projected, boxes_2d, is_aligned=True)

@@ -388,7 +388,7 @@ def test_fusion_config_trains_and_evaluates_on_posed_views(scene):
         f'test_dataloader.dataset.data_root={root}',
         'test_dataloader.dataset.ann_file=scannet_infos_train_posed.pkl',
         'model.img_backbone.init_cfg=None', 'train_cfg.max_epochs=1',
-        'default_hooks.logger.interval=1'
+        'default_hooks.logger.interval=1', 'custom_hooks.1.interval=1'
     ]
     for loader in ('train', 'val', 'test'):
         options += [
@@ -404,7 +404,7 @@ def test_fusion_config_trains_and_evaluates_on_posed_views(scene):
         ] + options,
         cwd=root)
     assert 'Epoch(train) [1][1/1]' in log
-    for name in ('img_loss_cls', 'loss_sparsity', 'fusion.visible',
+    for name in ('img_loss_cls', 'loss_sparsity', 'fusion/visible',
                  's11.center_loss'):
         assert name in log, name
     assert 'mAP_0.25' in log

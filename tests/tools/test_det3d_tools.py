@@ -60,9 +60,15 @@ fixture_data = dict(data_root={root!r}, ann_file='sunrgbd_000017_infos.pkl')
 def shrink(pipeline):
     steps = []
     for step in pipeline:
-        if step['type'] in ('RandomFlip3D', 'GlobalRotScaleTrans'):
-            continue
         step = dict(step)
+        # augmentation off, and recorded as off for the projection
+        if step['type'] == 'RandomFlip3D':
+            step['flip_ratio_bev_horizontal'] = 0.0
+        if step['type'] == 'GlobalRotScaleTrans':
+            step.update(
+                rot_range=[0, 0],
+                scale_ratio_range=[1., 1.],
+                translation_std=[0, 0, 0])
         if step['type'] == 'PointSample':
             step['num_points'] = 2048
         if step['type'] == 'Resize':
@@ -172,14 +178,16 @@ def test_fusion_config_trains_and_validates(sunrgbd_root):
         [
             sys.executable,
             osp.join(REPO_ROOT, 'tools/train.py'), FUSION, '--work-dir',
-            str(work_dir), '--cfg-options', 'model.img_backbone.init_cfg=None'
+            str(work_dir), '--cfg-options', 'model.img_backbone.init_cfg=None',
+            'custom_hooks.1.interval=1'
         ] + fixture_options(sunrgbd_root),
         cwd=sunrgbd_root)
     train, val = read_scalars(work_dir)
     assert len(train) == 1 and len(val) == 1
     losses = {k: v for k, v in train[0].items() if 'loss' in k}
     # the six decoder stages of L6, the 2D DETR losses (before
-    # img_loss_epochs) and the sparsity term are all trained
+    # TokenFusion3DHook's img_loss_epochs) and the sparsity term are all
+    # trained
     for key in ([f's{i}.center_loss' for i in range(6)] +
                 ['img_loss_cls', 'img_loss_bbox', 'img_loss_iou'] +
                 ['loss_sparsity']):
@@ -189,7 +197,8 @@ def test_fusion_config_trains_and_validates(sunrgbd_root):
     # every point of a SUN RGB-D frame comes from its camera's depth map,
     # so (once the 3D augmentation is undone) nearly every seed must
     # project into the image
-    assert train[0]['fusion.visible'] > 0.99, train[0]
+    assert train[0]['fusion/visible'] > 0.99, train[0]
+    assert 0 <= train[0]['fusion/decoder5/replaced'] <= 1, train[0]
     check_one_frame_metrics(val[0])
     checkpoint = torch.load(
         work_dir / 'epoch_1.pth', map_location='cpu', weights_only=False)
@@ -422,31 +431,61 @@ def test_demo_reads_a_depth2img_text_file(memorised, sunrgbd_root, tmp_path):
 
 
 # ------------------------------------------------------- make demo-3d
-def test_demo_3d_draws_the_scene_it_is_given(tmp_path, monkeypatch):
-    """tools/run_demo_3d.py (make demo-3d) passes --scene on to the
-    drawing and writes the table (training replaced by fixed metrics)."""
+def test_demo_3d_seeds_table_and_drawing(tmp_path, monkeypatch):
+    """tools/run_demo_3d.py (make demo-3d) trains every chosen model with
+    every seed, reports mean ± std over seeds and the replaced fractions,
+    and passes --scene on to the drawing (training, statistics and drawing
+    replaced by fixed values)."""
     run_demo_3d = importlib.import_module('tools.run_demo_3d')
-    metrics = {
-        'mAP_0.25': 0.5,
-        'mAP_0.50': 0.25,
-        'table_AP_0.25': 0.4,
-        'desk_AP_0.25': 0.6
-    }
+    classes = run_demo_3d.CLASSES
     trained, drawn = [], []
-    monkeypatch.setattr(
-        run_demo_3d, 'train_and_test',
-        lambda name, config, work_dir, show: trained.append(config) or metrics)
+
+    def fake_train(name, config, work_dir, show, seed, threads, options):
+        trained.append((name, seed))
+        value = 0.5 + 0.1 * seed  # seeds 0 and 2: 50 and 70, std 14.14
+        metrics = {'mAP_0.25': value, 'mAP_0.50': value / 2}
+        metrics.update({f'{c}_AP_0.25': value for c in classes})
+        run_dir = tmp_path / run_demo_3d.model_dir('', name)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / 'last_checkpoint').write_text('epoch_24.pth')
+        return metrics
+
+    def fake_statistics(key, checkpoint, out, threads):
+        groups = list(run_demo_3d.GROUPS) + ['all']
+        return {
+            'decoder0': {
+                g: dict(replaced=0.25)
+                for g in groups
+            },
+            'decoder1': {
+                g: dict(replaced=0.75)
+                for g in groups
+            }
+        }
+
+    monkeypatch.setattr(run_demo_3d, 'train_and_test', fake_train)
+    monkeypatch.setattr(run_demo_3d, 'replacement_statistics', fake_statistics)
     monkeypatch.setattr(
         run_demo_3d, 'draw_predictions',
-        lambda work_dir, scenes, score_thr: drawn.append(
-            (scenes, score_thr)) or str(tmp_path / 'boxes.png'))
-    run_demo_3d.main(['--work-dir', str(tmp_path), '--scene', '207'])
-    assert trained == [config for _, config in run_demo_3d.DEMO_MODELS]
-    assert drawn == [([207], 0.3)]
-    table = (tmp_path / 'results.md').read_text().splitlines()
-    assert len(table) == 2 + len(run_demo_3d.DEMO_MODELS)
-    for line, (name, _) in zip(table[2:], run_demo_3d.DEMO_MODELS):
-        assert line.startswith(f'| {name}')
-        # mAP@0.25, mAP@0.5, table and desk AP@0.25 in percent
-        assert [float(cell)
-                for cell in line.split('|')[2:6]] == [50.0, 25.0, 40.0, 60.0]
+        lambda work_dir, scenes, score_thr, seed: drawn.append(
+            (scenes, score_thr, seed)) or str(tmp_path / 'boxes.png'))
+    run_demo_3d.main(
+        ['--work-dir',
+         str(tmp_path), '--scene', '207', '--seeds', '0', '2'])
+    models = run_demo_3d.HEADLINE
+    assert trained == [(run_demo_3d.run_name(key, seed), seed)
+                       for seed in (0, 2) for key in models]
+    assert drawn == [([207], 0.3, 0)]
+    report = (tmp_path / 'results.md').read_text()
+    lines = report.splitlines()
+    header = lines.index(next(line for line in lines if '| Model |' in line))
+    for line, key in zip(lines[header + 2:], models):
+        assert line.startswith(f'| {run_demo_3d.MODELS[key][0]} |')
+        cells = [cell.strip() for cell in line.split('|')[2:-1]]
+        assert cells[0] == '60.00 ± 14.14' and cells[1] == '30.00 ± 7.07'
+        assert len(cells) == 2 + len(classes)
+    # the fusion models' replaced fractions, per layer
+    assert '| TokenFusion, soft gate | decoder1 | 75.00 ± 0.00' in report
+    assert 'GroupFree3D points-only | decoder' not in report
+    with pytest.raises(SystemExit, match='unknown'):
+        run_demo_3d.main(['--models', 'faithfull'])

@@ -56,6 +56,13 @@ test_pipeline = [
     dict(type='CheckPointCloud'),
     dict(type='LoadImageFromFile', backend_args=backend_args),
     dict(type='Resize', scale=img_scale, keep_ratio=True),
+    # "no augmentation", recorded for the projection (it never assumes)
+    dict(
+        type='GlobalRotScaleTrans',
+        rot_range=[0, 0],
+        scale_ratio_range=[1., 1.],
+        translation_std=[0, 0, 0]),
+    dict(type='RandomFlip3D', flip_ratio_bev_horizontal=0.0),
     dict(type='PointSample', num_points=num_points),
     dict(type='Pack3DDetInputs', keys=['img', 'points'])
 ]

@@ -32,9 +32,14 @@ model = dict(
         box_targets_2d='annotated'),
     loss_weight_3d=1.0,
     loss_weight_2d=1.0,
-    img_loss_epochs=120,
     sparsity_weight=1e-3)
 # The ViT gets no gradient once the 2D loss is off (the 3D loss stops at
 # the detached image tokens).
 model_wrapper_cfg = dict(
     type='MMDistributedDataParallel', find_unused_parameters=True)
+# The 2D loss trains the ViT for the first 120 of the 600 epochs (set on
+# the model before every iteration); the fusion statistics are logged.
+custom_hooks = [
+    dict(type='TokenFusion3DHook', img_loss_epochs=120),
+    dict(type='FusionStatsHook', interval=50)
+]

@@ -81,6 +81,9 @@ class LoadMultiViewPosedImages(BaseTransform):
     - ori_shape (tuple): (h, w) of the first view before resizing (ScanNet
       frames share one size; per-view scales live in the matrices).
     - num_views (int): V.
+    - scale_factor (tuple): (1.0, 1.0), the resize being in the matrices;
+      flip (False), flip_direction (None): the records the projection
+      reads.
 
     ``Pack3DDetInputs``' default ``meta_keys`` already carry ``lidar2img``,
     ``cam2img``, ``lidar2cam``, ``num_views``, ``img_path``, ``img_shape``
@@ -225,6 +228,13 @@ class LoadMultiViewPosedImages(BaseTransform):
         results['img_shape'] = imgs[0].shape[:2]
         results['ori_shape'] = ori_shapes[0]
         results['num_views'] = self.num_views
+        # The projection reads these records instead of assuming: the
+        # matrices above already map to the loaded size, and the views are
+        # not flipped (a list of views is not something RandomFlip3D flips;
+        # with 'flip' recorded it leaves them as they are).
+        results['scale_factor'] = (1.0, 1.0)
+        results['flip'] = False
+        results['flip_direction'] = None
         return results
 
     def __repr__(self) -> str:

@@ -6,14 +6,16 @@ from mmdet3d.models.detectors import GroupFree3DNet
 from mmdet3d.registry import MODELS
 from mmdet3d.structures.det3d_data_sample import SampleList
 from mmdet.structures import DetDataSample
-from mmengine.logging import MessageHub
 from mmengine.structures import InstanceData
 from torch import Tensor
 
+from projects.fusion_math.token_exchange import score_statistics
 from ...checks import check_point_clouds, sample_name
 from ..fusion_layers.projection import (project_boxes_to_2d, seeds_to_patches,
                                         split_views)
-from ..fusion_layers.seed_fusion import SeedKeyFusion, gather_image_tokens
+from ..fusion_layers.seed_fusion import (SPARSITY_REDUCTIONS, SeedKeyFusion,
+                                         gather_image_tokens,
+                                         seed_sparsity_loss, visible_scores)
 
 
 class ImageStream:
@@ -77,17 +79,31 @@ class TokenFusionGroupFree3D(GroupFree3DNet):
     its 3D detection).
 
     Losses: ``loss_weight_3d`` x GroupFree3D's losses (mmdet3d's loss weights
-    already carry the reference's factor 10) + ``a(epoch)`` x the YOLOS 2D
-    DETR losses, with ``a = loss_weight_2d`` while the epoch is below
-    ``img_loss_epochs`` and 0 after (the reference: 120 of 600 epochs) +
-    ``sparsity_weight`` x the sum of all seed scores.
+    already carry the reference's factor 10) + ``loss_weight_2d`` x the YOLOS
+    2D DETR losses while :attr:`img_loss_active` + ``sparsity_weight`` x the
+    sparsity term on the scores of the seeds inside an image (see
+    :func:`seed_sparsity_loss`) while the fusion is active.
+
+    Schedules (the reference's 2D loss for the first 120 of 600 epochs, a
+    fusion warm-up) are set on the model by :class:`TokenFusion3DHook`
+    before every training iteration; without the hook the 2D loss is always
+    on and the fusion always active.
+
+    After every ``loss`` call :attr:`fusion_stats` holds, per decoder layer
+    ``i``, over the seeds inside an image: the fraction replaced
+    (``decoder<i>/replaced``; for the soft gate, scored below 0.5, with the
+    mean image share in ``decoder<i>/image_share``) and their score mean /
+    std / min / max; and the fraction of seeds inside an image
+    (``visible``), for ``FusionStatsHook``.
 
     Args:
         backbone (dict): point backbone (PointNet2SASSG).
         bbox_head (dict): :class:`TokenFusionGroupFree3DHead`.
         img_backbone (dict): ``mmdet.YOLOSViT``.
         img_bbox_head (dict): ``mmdet.YOLOSHead`` for the 2D loss.
-        fusion (dict): ``threshold`` (θ, 0.02), ``blocks_per_layer`` (ViT
+        fusion (dict): ``threshold`` (θ, 0.02), ``substitution`` ('hard',
+            the reference; 'straight_through'; 'soft_gate'; see
+            :mod:`..fusion_layers.seed_fusion`), ``blocks_per_layer`` (ViT
             blocks run before each decoder layer, 2), ``detach_image``
             (stop the 3D loss at the image tokens, as the reference, True),
             ``proj_key`` ('depth2img' for SUN RGB-D, 'lidar2img' for posed
@@ -97,9 +113,10 @@ class TokenFusionGroupFree3D(GroupFree3DNet):
             projected into every view, for ScanNet).
         loss_weight_3d (float): w3d.
         loss_weight_2d (float): weight of the 2D losses while on.
-        img_loss_epochs (int, optional): epochs with the 2D loss (None:
-            always).
         sparsity_weight (float): λ.
+        sparsity_reduction (str): 'sum' (the reference) or 'mean'.
+        sparsity_target_ratio (float, optional): ρ: hold the mean of
+            ``1 - s`` at ρ instead of the l1 term.
     """
 
     def __init__(self,
@@ -110,8 +127,9 @@ class TokenFusionGroupFree3D(GroupFree3DNet):
                  fusion: Optional[dict] = None,
                  loss_weight_3d: float = 1.0,
                  loss_weight_2d: float = 1.0,
-                 img_loss_epochs: Optional[int] = 120,
                  sparsity_weight: float = 1e-3,
+                 sparsity_reduction: str = 'sum',
+                 sparsity_target_ratio: Optional[float] = None,
                  train_cfg: Optional[dict] = None,
                  test_cfg: Optional[dict] = None,
                  init_cfg=None,
@@ -126,19 +144,23 @@ class TokenFusionGroupFree3D(GroupFree3DNet):
         self.img_backbone = MODELS.build(img_backbone)
         self.img_bbox_head = (
             MODELS.build(img_bbox_head) if img_bbox_head else None)
+        fusion = dict(fusion or {})
+        layer_cfg = dict(
+            threshold=fusion.pop('threshold', 0.02),
+            substitution=fusion.pop('substitution', 'hard'))
         self.fusion_cfg = dict(
-            threshold=0.02,
             blocks_per_layer=2,
             detach_image=True,
             proj_key='depth2img',
             pixel_origin=1.0,
             coord_type='DEPTH',
             box_targets_2d='annotated')
-        unknown = set(fusion or {}) - set(self.fusion_cfg)
+        unknown = set(fusion) - set(self.fusion_cfg)
         if unknown:
-            raise KeyError(f'fusion: unknown keys {sorted(unknown)}; '
-                           f'expected some of {sorted(self.fusion_cfg)}')
-        self.fusion_cfg.update(fusion or {})
+            raise KeyError(
+                f'fusion: unknown keys {sorted(unknown)}; expected some of '
+                f'{sorted(set(self.fusion_cfg) | set(layer_cfg))}')
+        self.fusion_cfg.update(fusion)
         if self.fusion_cfg['box_targets_2d'] not in ('annotated', 'projected'):
             raise ValueError('fusion.box_targets_2d must be "annotated" or '
                              '"projected", got '
@@ -153,11 +175,23 @@ class TokenFusionGroupFree3D(GroupFree3DNet):
                 f'{self.img_backbone.num_layers}')
         self.seed_fusion = SeedKeyFusion(num_layers, self.bbox_head.embed_dims,
                                          self.img_backbone.embed_dims,
-                                         self.fusion_cfg['threshold'])
+                                         **layer_cfg)
+        if sparsity_reduction not in SPARSITY_REDUCTIONS:
+            raise ValueError(f'sparsity_reduction must be one of '
+                             f'{SPARSITY_REDUCTIONS}, got '
+                             f'{sparsity_reduction!r}')
+        if sparsity_target_ratio is not None and \
+                not 0 <= sparsity_target_ratio <= 1:
+            raise ValueError('sparsity_target_ratio must be in [0, 1], got '
+                             f'{sparsity_target_ratio!r}')
         self.loss_weight_3d = loss_weight_3d
         self.loss_weight_2d = loss_weight_2d
-        self.img_loss_epochs = img_loss_epochs
         self.sparsity_weight = sparsity_weight
+        self.sparsity_reduction = sparsity_reduction
+        self.sparsity_target_ratio = sparsity_target_ratio
+        # set by TokenFusion3DHook
+        self.img_loss_active = True
+        self.fusion_stats: Dict[str, Tensor] = {}
 
     # ----------------------------------------------------------------- inputs
     def _fused_feats(self, batch_inputs_dict: dict,
@@ -165,6 +199,14 @@ class TokenFusionGroupFree3D(GroupFree3DNet):
         """Point backbone features, after checking the point clouds (the
         CUDA and CPU point ops do not), carrying the image stream's fusion
         callable for the head under ``'key_fusion'``."""
+        if batch_data_samples is None:
+            raise ValueError(
+                'TokenFusionGroupFree3D needs the data samples in every mode, '
+                "tensor mode included: the seeds are projected with each "
+                "sample's calibration and augmentation record (metainfo). "
+                'Pass data_samples, e.g. functools.partial(model.forward, '
+                "data_samples=data['data_samples']) to count FLOPs, as "
+                "mmdet's get_flops does.")
         check_point_clouds(batch_inputs_dict['points'],
                            [s.metainfo for s in batch_data_samples],
                            _first_sample_count(self.backbone))
@@ -196,12 +238,9 @@ class TokenFusionGroupFree3D(GroupFree3DNet):
         return ImageStream(self, imgs, seed_xyz, metas)
 
     def _image_loss_weight(self) -> float:
-        if self.img_bbox_head is None:
+        if self.img_bbox_head is None or not self.img_loss_active:
             return 0.0
-        if self.img_loss_epochs is None:
-            return self.loss_weight_2d
-        epoch = MessageHub.get_current_instance().get_info('epoch', 0)
-        return self.loss_weight_2d if epoch < self.img_loss_epochs else 0.0
+        return self.loss_weight_2d
 
     def _view_samples(self, batch_data_samples: SampleList,
                       num_views: int) -> List[DetDataSample]:
@@ -251,9 +290,12 @@ class TokenFusionGroupFree3D(GroupFree3DNet):
                 f'img_{name}': _scale(value, weight_2d)
                 for name, value in losses_2d.items()
             })
-        losses['loss_sparsity'] = self.sparsity_weight * sum(
-            scores.sum() for scores in stream.scores)
-        losses.update(self._fusion_statistics(stream))
+        if self.seed_fusion.active:
+            losses['loss_sparsity'] = self.sparsity_weight * \
+                seed_sparsity_loss(stream.scores, stream.valid,
+                                   self.sparsity_reduction,
+                                   self.sparsity_target_ratio)
+        self.fusion_stats = self._fusion_statistics(stream)
         return losses
 
     def predict(self, batch_inputs_dict: dict, batch_data_samples: SampleList,
@@ -271,13 +313,26 @@ class TokenFusionGroupFree3D(GroupFree3DNet):
         return self.bbox_head.forward(feats)
 
     def _fusion_statistics(self, stream: ImageStream) -> Dict[str, Tensor]:
-        """Logged, not optimised (no 'loss' in the names): the fraction of
-        seeds inside an image and, per decoder layer, of seeds replaced."""
-        stats = {'fusion.visible': stream.valid.float().mean()}
-        threshold = self.fusion_cfg['threshold']
+        """The fraction of seeds inside an image (``visible``) and, per
+        decoder layer, over those seeds: the fraction replaced (score below
+        θ while the fusion is active), the soft gate's mean image share and
+        the score statistics."""
+        fusion = self.seed_fusion
+        stats = {'visible': stream.valid.float().mean()}
+        # the soft gate replaces nothing outright; its seeds count as
+        # replaced where the image has the larger share
+        threshold = 0.5 if fusion.substitution == 'soft_gate' else \
+            fusion.threshold
+        threshold = threshold if fusion.active else 0.0
         for i, scores in enumerate(stream.scores):
-            replaced = (scores.detach() < threshold) & stream.valid
-            stats[f'fusion.s{i}.replaced'] = replaced.float().mean()
+            values = visible_scores([scores.detach()], stream.valid)
+            for name, value in score_statistics(values, threshold).items():
+                name = 'replaced' if name == 'exchanged' else name
+                stats[f'decoder{i}/{name}'] = value
+            if fusion.substitution == 'soft_gate' and values.numel():
+                share = (1 - values).mean() if fusion.active else \
+                    values.new_zeros(())
+                stats[f'decoder{i}/image_share'] = share
         return stats
 
 

@@ -28,7 +28,7 @@ or tensors for the matrices and parameters stored in the metainfo.
 """
 import math
 from numbers import Number
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import List, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -118,7 +118,17 @@ def _recorded_3d_augmentation(img_meta: dict) -> dict:
         KeyError: An op of the flow without its parameter.
         TypeError: A parameter that is not numeric.
     """
-    flow = list(img_meta.get('transformation_3d_flow', []))
+    if 'transformation_3d_flow' not in img_meta:
+        raise KeyError(
+            "img_meta has no 'transformation_3d_flow': without it the "
+            'projection cannot tell whether the points were augmented. '
+            'mmdet3d records it in GlobalRotScaleTrans and RandomFlip3D; a '
+            'test pipeline records "nothing applied" with the identity '
+            'GlobalRotScaleTrans(rot_range=[0, 0], scale_ratio_range=[1, '
+            '1]) and RandomFlip3D(flip_ratio_bev_horizontal=0), as '
+            "mmdet3d's MultiScaleFlipAug3D does. Keep the key in "
+            "Pack3DDetInputs' meta_keys.")
+    flow = list(img_meta['transformation_3d_flow'])
     for op in flow:
         if op not in _FLOW_KEYS:
             raise ValueError(f'Unknown op {op!r} in transformation_3d_flow '
@@ -254,10 +264,20 @@ def project_points(xyz: Tensor, proj_mat) -> Tuple[Tensor, Tensor]:
     return uv, depth
 
 
-def _scale_factor_wh(img_meta: dict, like: Tensor) -> Optional[Tensor]:
-    if 'scale_factor' not in img_meta:
-        return None
-    value = img_meta['scale_factor']
+def _required(img_meta: dict, key: str, how: str):
+    """``img_meta[key]``, or a KeyError naming the key: a missing record is
+    never read as "not applied"."""
+    if key not in img_meta:
+        raise KeyError(f'img_meta has no {key!r}: the projection cannot tell '
+                       f'whether the image was {how}. Keep {key!r} in '
+                       "Pack3DDetInputs' meta_keys and put the transform "
+                       'that records it in the pipeline (see '
+                       'PROJECTION_TRANSFORMS).')
+    return img_meta[key]
+
+
+def _scale_factor_wh(img_meta: dict, like: Tensor) -> Tensor:
+    value = _required(img_meta, 'scale_factor', 'resized (Resize)')
     if isinstance(value, Number):
         return like.new_tensor([float(value), float(value)])
     scale = _to_tensor(value, like, 'scale_factor').flatten()
@@ -275,10 +295,14 @@ def to_network_pixels(uv: Tensor, img_meta: dict) -> Tensor:
     the offset as (x, y) like mmdet3d's crops set it), flip (``flip`` true:
     'horizontal' ``u -> w - u``, 'vertical' ``v -> h - v``, 'diagonal'
     both, with (h, w) = ``img_shape``, the size AFTER resize and crop; the
-    same formula mmcv / mmdet use for boxes). A missing key means the step
-    was not applied; ``flip`` without ``flip_direction`` means horizontal
-    (mmdet3d's assumption). Resize commutes with flip, crop does not: the
-    pipeline must crop before it flips.
+    same formula mmcv / mmdet use for boxes). ``scale_factor`` and ``flip``
+    must be recorded (a missing one is a KeyError, never "not applied");
+    ``img_crop_offset`` is recorded only by the crops that apply one
+    (the pipeline check, :func:`check_projection_pipeline`, rejects any
+    other transform that could move pixels). ``flip`` without
+    ``flip_direction`` means horizontal (mmdet3d's assumption). Resize
+    commutes with flip, crop does not: the pipeline must crop before it
+    flips.
 
     Args:
         uv (Tensor): (N, 2) pixel coordinates (x, y) in the original image,
@@ -292,9 +316,7 @@ def to_network_pixels(uv: Tensor, img_meta: dict) -> Tensor:
         raise ValueError(f'uv must be a (N, 2) tensor, got '
                          f'{getattr(uv, "shape", type(uv))}')
     uv = uv.clone() if uv.is_floating_point() else uv.float()
-    scale = _scale_factor_wh(img_meta, uv)
-    if scale is not None:
-        uv = uv * scale
+    uv = uv * _scale_factor_wh(img_meta, uv)
     if img_meta.get('img_crop_offset') is not None:
         offset = _to_tensor(img_meta['img_crop_offset'], uv,
                             'img_crop_offset').flatten()
@@ -302,7 +324,7 @@ def to_network_pixels(uv: Tensor, img_meta: dict) -> Tensor:
             raise ValueError('img_meta[\'img_crop_offset\'] must be (x, y), '
                              f'got {img_meta["img_crop_offset"]!r}')
         uv = uv - offset
-    if bool(img_meta.get('flip', False)):
+    if bool(_required(img_meta, 'flip', 'flipped (RandomFlip3D)')):
         direction = img_meta.get('flip_direction') or 'horizontal'
         if direction not in ('horizontal', 'vertical', 'diagonal'):
             raise ValueError(f'img_meta[\'flip_direction\'] must be '
@@ -700,3 +722,86 @@ def project_boxes_to_2d(boxes,
     bboxes = torch.stack([x1, y1, x2, y2], dim=1)
     bboxes = torch.where(keep[:, None], bboxes, torch.zeros_like(bboxes))
     return bboxes, keep
+
+
+# The data transforms a fusion pipeline may hold, and what each does to the
+# points / image as the projection sees it. Anything else could move points
+# or pixels without a record, so the projection would be wrong without an
+# error: :func:`check_projection_pipeline` rejects it at start-up.
+PROJECTION_TRANSFORMS = {
+    # loading, filtering, sampling and packing: nothing moves
+    'LoadPointsFromFile':
+    'loads the points',
+    'LoadImageFromFile':
+    'loads the image (ori_shape, img_shape)',
+    'LoadAnnotations3D':
+    'loads boxes and labels',
+    'LoadMultiViewPosedImages':
+    'loads posed views; records scale_factor (1, the matrices are rescaled) '
+    'and flip (False)',
+    'CheckPointCloud':
+    'checks the points',
+    'GlobalAlignment':
+    'axis-aligns the points (the calibration maps aligned '
+    'points)',
+    'PointSegClassMapping':
+    'maps labels',
+    'PointSample':
+    'subsamples points',
+    'PointShuffle':
+    'reorders points',
+    'PointsRangeFilter':
+    'drops points',
+    'ObjectRangeFilter':
+    'drops boxes',
+    'ObjectNameFilter':
+    'drops boxes',
+    'Pack3DDetInputs':
+    'packs (keep the recorded keys in meta_keys)',
+    'PhotoMetricDistortion3D':
+    'changes colours, moves no pixel',
+    'MultiScaleFlipAug3D':
+    'test-time wrapper (its transforms are checked); records flip',
+    # recorded 3D augmentation, undone before projecting
+    'GlobalRotScaleTrans':
+    'records R / S / T in transformation_3d_flow',
+    'RandomFlip3D':
+    'records HF / VF in transformation_3d_flow, and the '
+    'image flip in flip / flip_direction',
+    # recorded image augmentation, applied after projecting
+    'Resize':
+    'records scale_factor',
+    'RandomResize':
+    'records scale_factor',
+    'RandomCrop3D':
+    'records img_crop_offset',
+}
+
+
+def check_projection_pipeline(pipeline: Sequence[dict],
+                              name: str = 'pipeline') -> None:
+    """Raise if a transform of ``pipeline`` (config dicts, the nested
+    ``transforms`` of test-time wrappers included) is not one of
+    :data:`PROJECTION_TRANSFORMS`, naming it and the list.
+
+    Args:
+        pipeline (Sequence[dict]): transform configs.
+        name (str): how the error names the pipeline (e.g.
+            ``'train_dataloader.dataset.pipeline'``).
+    """
+    for index, step in enumerate(pipeline):
+        kind = step.get('type') if isinstance(step, dict) else step
+        kind = kind if isinstance(kind, str) else getattr(
+            kind, '__name__', repr(kind))
+        short = kind.rsplit('.', 1)[-1]
+        if short not in PROJECTION_TRANSFORMS:
+            raise ValueError(
+                f'{name}[{index}] is {kind!r}, which the seed projection does '
+                'not know: it could move points or pixels without recording '
+                'it, and seeds would read the wrong image patches. Supported: '
+                f'{sorted(PROJECTION_TRANSFORMS)}; to add one, make it record '
+                'what it does in the metainfo and extend '
+                'PROJECTION_TRANSFORMS.')
+        if isinstance(step, dict) and step.get('transforms'):
+            check_projection_pipeline(step['transforms'],
+                                      f'{name}[{index}].transforms')

@@ -33,8 +33,11 @@ model = dict(
         proj_key='depth2img',
         pixel_origin=1.0,
         box_targets_2d='annotated'),
-    img_loss_epochs=24,
     sparsity_weight=1e-3)
+custom_hooks = [
+    dict(type='TokenFusion3DHook', img_loss_epochs=24),
+    dict(type='FusionStatsHook', interval=5)
+]
 optim_wrapper = dict(
     paramwise_cfg=dict(custom_keys={'img': dict(lr_mult=1.0, decay_mult=1.0)}))
 default_hooks = dict(

@@ -1,4 +1,5 @@
-"""Logging of the fusion layers' statistics during training."""
+"""Logging of a fused model's fusion statistics during training (the
+segmentors' fusion layers, the 3D detector's seed-key fusion)."""
 import logging
 import math
 from typing import Dict, Optional, Union
@@ -8,7 +9,7 @@ from mmengine.dist import all_reduce, get_world_size
 from mmengine.hooks import Hook, LoggerHook
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
-from mmseg.registry import HOOKS
+from mmengine.registry import HOOKS
 
 # how the per-rank values of each statistic combine across ranks
 _REDUCE_OPS = dict(
@@ -60,13 +61,14 @@ def sync_fusion_stats(
 
 @HOOKS.register_module()
 class FusionStatsHook(Hook):
-    """Publish the statistics of a fused segmentor's fusion layers.
+    """Publish the statistics of a fused model.
 
-    Every ``interval`` training iterations, the ``fusion_stats`` that
-    :class:`MultiStreamEncoderDecoder` kept from its last ``loss`` call
-    (e.g. token exchange: per stage and stream, fraction of exchanged
-    tokens, score mean / std / min / max; channel exchange: fraction of
-    exchanged channels per stream) are written to the message hub as
+    Every ``interval`` training iterations, the ``fusion_stats`` that the
+    model kept from its last ``loss`` call (segmentation token exchange: per
+    stage and stream, fraction of exchanged tokens, score mean / std / min /
+    max; channel exchange: fraction of exchanged channels per stream; 3D
+    seed-key fusion: per decoder layer, the same over the seeds that lie in
+    an image) are written to the message hub as
     ``train/<prefix>/<stage>/<modality>/<statistic>``, e.g.
     ``train/fusion/stage1/rgb/exchanged``. The ``LoggerHook`` then prints
     them and hands them to every visualizer backend (``vis_data/
@@ -109,7 +111,7 @@ class FusionStatsHook(Hook):
         if not hasattr(model, 'fusion_stats'):
             raise TypeError(
                 f'{type(self).__name__} needs a model with `fusion_stats` '
-                '(a MultiStreamEncoderDecoder); '
+                '(a MultiStreamEncoderDecoder or TokenFusionGroupFree3D); '
                 f'{type(model).__name__} has none. Remove the hook from '
                 '`custom_hooks` or use a fused model.')
         layers = getattr(

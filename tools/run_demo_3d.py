@@ -41,6 +41,9 @@ MODELS = {
     'points': ('GroupFree3D points-only', POINTS_CONFIG, ()),
     'faithful': ('TokenFusion, reference rule', FUSION_CONFIG, ()),
     'soft_gate': ('TokenFusion, soft gate', SOFT_GATE_CONFIG, ()),
+    'target_ratio':
+    ('TokenFusion, soft gate, target ratio 0.5', SOFT_GATE_CONFIG,
+     ('model.sparsity_target_ratio=0.5', 'model.sparsity_weight=10.0')),
     'straight_through': ('TokenFusion, straight-through', FUSION_CONFIG,
                          ('model.fusion.substitution=straight_through', )),
     'replace_all': ('control: θ=1, every seed replaced', FUSION_CONFIG,

@@ -238,11 +238,14 @@ def memorised(sunrgbd_root):
             base=FUSION, root=f'{sunrgbd_root}/', iters=MEMORISE_ITERS))
     work_dir = sunrgbd_root / 'tiny'
     train_tool = osp.join(REPO_ROOT, 'tools/train.py')
+    # the longest training of the suite: beside three other trainings on 2
+    # cores it ran past the default 300 s
     tool(
         [sys.executable, train_tool,
          str(config), '--work-dir',
          str(work_dir)],
-        cwd=sunrgbd_root)
+        cwd=sunrgbd_root,
+        timeout=900)
     train, _ = read_scalars(work_dir)
     assert len(train) == MEMORISE_ITERS // 10
     # memorising: the loss went well down
@@ -485,7 +488,8 @@ def test_demo_3d_seeds_table_and_drawing(tmp_path, monkeypatch):
         assert cells[0] == '60.00 ± 14.14' and cells[1] == '30.00 ± 7.07'
         assert len(cells) == 2 + len(classes)
     # the fusion models' replaced fractions, per layer
-    assert '| TokenFusion, soft gate | decoder1 | 75.00 ± 0.00' in report
+    fused = run_demo_3d.MODELS[models[1]][0]
+    assert f'| {fused} | decoder1 | 75.00 ± 0.00' in report
     assert 'GroupFree3D points-only | decoder' not in report
     with pytest.raises(SystemExit, match='unknown'):
         run_demo_3d.main(['--models', 'faithfull'])

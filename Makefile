@@ -14,8 +14,8 @@ FUSION ?= all
 endif
 FUSION ?= tokenfusion
 DATA ?= rgbd
-# `make demo-3d`: points only and TokenFusion (the reference rule), seed 0;
-# SEEDS="0 1 2" MODELS=all: every fusion rule and control over 3 seeds
+# `make demo-3d`: points only, TokenFusion's reference rule and its soft gate,
+# seed 0; SEEDS="0 1 2" MODELS=all: every fusion rule and control, 3 seeds
 SEEDS ?= 0
 MODELS ?= headline
 

@@ -388,7 +388,7 @@ def test_demo_agnostic_nms_keeps_one_box_per_object(memorised, sunrgbd_root):
         osp.join(sunrgbd_root, 'sunrgbd_trainval/image/000017.jpg'),
         osp.join(sunrgbd_root, 'sunrgbd_000017_infos.pkl'), config, checkpoint,
         '--out-file',
-        str(sunrgbd_root / 'nms.png'), '--score-thr', '0.1'
+        str(sunrgbd_root / 'nms.png'), '--score-thr', '0.0'
     ]
     every, _ = demo.main(args)
     kept, _ = demo.main(args + ['--agnostic-nms', '0.25'])

@@ -32,6 +32,20 @@ def fusion_inputs():
     return keys, image_keys, scores, valid
 
 
+def test_hard_rule_is_the_reference_equation():
+    keys, image_keys, scores, valid = fusion_inputs()
+    out = substitute_seed_keys(keys, scores, image_keys, valid, THRESHOLD)
+    for b in range(2):
+        for n in range(6):
+            if not valid[b, n]:  # outside every image: left as it is
+                expected = keys[b, n]
+            elif scores[b, n] < THRESHOLD:
+                expected = image_keys[b, n]
+            else:
+                expected = keys[b, n] * scores[b, n]
+            assert torch.equal(out[b, n], expected)
+
+
 def score_gradient(substitution, upstream):
     """d<upstream, f>/ds of every seed, and f."""
     keys, image_keys, scores, valid = fusion_inputs()

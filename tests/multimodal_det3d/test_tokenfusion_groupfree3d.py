@@ -16,28 +16,8 @@ import projects.multimodal_det3d  # noqa: F401  (registers, CPU point ops)
 from projects.multimodal_det3d.models.dense_heads.groupfree3d_head import \
     with_box_membership
 from projects.multimodal_det3d.models.fusion_layers.seed_fusion import (
-    SeedKeyFusion, gather_image_tokens, substitute_seed_keys)
+    SeedKeyFusion, gather_image_tokens)
 from ..utils import REPO_ROOT
-
-
-def test_substitute_seed_keys_equation():
-    torch.manual_seed(0)
-    keys = torch.randn(2, 6, 4)
-    image_keys = torch.randn(2, 6, 4)
-    scores = torch.tensor([[0.5, 0.01, 0.019, 0.02, 0.9, 0.001],
-                           [0.001, 0.3, 0.01, 0.7, 0.005, 0.5]])
-    valid = torch.tensor([[True, True, True, True, True, False],
-                          [True, True, False, True, True, True]])
-    out = substitute_seed_keys(keys, scores, image_keys, valid, 0.02)
-    for b in range(2):
-        for n in range(6):
-            if not valid[b, n]:  # outside every image: left as it is
-                expected = keys[b, n]
-            elif scores[b, n] < 0.02:
-                expected = image_keys[b, n]
-            else:
-                expected = keys[b, n] * scores[b, n]
-            assert torch.equal(out[b, n], expected)
 
 
 def test_gather_image_tokens_indexes_sample_major_views():

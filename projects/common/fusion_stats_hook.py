@@ -8,8 +8,9 @@ import torch
 from mmengine.dist import all_reduce, get_world_size
 from mmengine.hooks import Hook, LoggerHook
 from mmengine.logging import print_log
-from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
+
+from .runner_utils import unwrapped_model
 
 # how the per-rank values of each statistic combine across ranks
 _REDUCE_OPS = dict(
@@ -101,13 +102,8 @@ class FusionStatsHook(Hook):
         self.sync = sync
         self._warned_empty = False
 
-    @staticmethod
-    def _model(runner):
-        model = runner.model
-        return model.module if is_model_wrapper(model) else model
-
     def before_train(self, runner) -> None:
-        model = self._model(runner)
+        model = unwrapped_model(runner)
         if not hasattr(model, 'fusion_stats'):
             raise TypeError(
                 f'{type(self).__name__} needs a model with `fusion_stats` '
@@ -140,7 +136,7 @@ class FusionStatsHook(Hook):
                          outputs: Optional[dict] = None) -> None:
         if not self.every_n_train_iters(runner, self.interval):
             return
-        raw = self._model(runner).fusion_stats
+        raw = unwrapped_model(runner).fusion_stats
         stats = {key: float(value) for key, value in raw.items()}
         if self.sync and stats:
             device = getattr(next(iter(raw.values())), 'device', 'cpu')

@@ -7,6 +7,7 @@ from typing import Optional
 
 import torch.distributed as torch_dist
 from mmengine.config import Config
+from mmengine.model import is_model_wrapper
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
@@ -61,3 +62,10 @@ def end_distributed_process() -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
+
+
+def unwrapped_model(runner):
+    """The runner's model, out of its DDP (or other) wrapper if it has
+    one: what hooks read and set attributes on."""
+    model = runner.model
+    return model.module if is_model_wrapper(model) else model

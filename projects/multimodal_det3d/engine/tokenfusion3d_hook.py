@@ -4,8 +4,8 @@ from typing import Optional
 
 from mmdet3d.registry import HOOKS
 from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
 
+from projects.common.runner_utils import unwrapped_model
 from ..models.fusion_layers.projection import check_projection_pipeline
 
 DATALOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
@@ -59,11 +59,6 @@ class TokenFusion3DHook(Hook):
         self.img_loss_epochs = img_loss_epochs
         self.fusion_warmup_epochs = fusion_warmup_epochs
 
-    @staticmethod
-    def _model(runner):
-        model = runner.model
-        return model.module if is_model_wrapper(model) else model
-
     def before_run(self, runner) -> None:
         for key in DATALOADERS:
             dataset = (runner.cfg.get(key) or {}).get('dataset')
@@ -75,7 +70,7 @@ class TokenFusion3DHook(Hook):
                                           f'{key}.dataset.pipeline')
 
     def before_train(self, runner) -> None:
-        model = self._model(runner)
+        model = unwrapped_model(runner)
         if not hasattr(model, 'img_loss_active') or not hasattr(
                 getattr(model, 'seed_fusion', None), 'active'):
             raise TypeError(
@@ -92,7 +87,7 @@ class TokenFusion3DHook(Hook):
                           runner,
                           batch_idx: int,
                           data_batch=None) -> None:
-        model = self._model(runner)
+        model = unwrapped_model(runner)
         epoch = self.epoch_of(runner)
         model.img_loss_active = (
             self.img_loss_epochs is None or epoch < self.img_loss_epochs)

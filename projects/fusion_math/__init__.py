@@ -14,8 +14,10 @@ mmdet3d.
   DeLiVER-style hub for more than two modalities.
 * :mod:`.channel_exchange`: CEN-style channel exchange on LayerNorm scales.
 * :mod:`.token_merging`: MCTF's multi-criteria token merging inside a ViT
-  (bidirectional matching, pooling, attention merging, un-merging), with
-  ToMe as one of its settings.
+  (bidirectional matching, pooling, attention merging, un-merging, a span
+  of the sequence left to merge), with ToMe as one of its settings; and a
+  merge map on a 2D grid shared by the streams of a modality stack, undone
+  inside the block (the fused MiT).
 """
 from .channel_exchange import (channel_exchange, channel_exchange_statistics,
                                channel_sparsity_loss, exchanged_channels)

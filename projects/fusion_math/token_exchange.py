@@ -74,8 +74,8 @@ def source_tokens(x: torch.Tensor,
     Args:
         x (Tensor): (M, B, N, C).
         allocation (LongTensor, optional): (M, N) source modality per
-            position; required for M > 2. For M = 2 the source is the other
-            modality.
+            position, or (M, B, N) per image; required for M > 2. For M = 2
+            the source is the other modality.
 
     Returns:
         Tensor (M, B, N, C): ``out[m, b, n] = x[src(m, n), b, n]``.
@@ -85,9 +85,10 @@ def source_tokens(x: torch.Tensor,
         return x.flip(0)
     if allocation is None:
         raise ValueError(f'{m} modalities need a group allocation')
-    index = allocation.to(x.device)[:, None, :,
-                                    None].expand(m, x.shape[1], x.shape[2],
-                                                 x.shape[3])
+    allocation = allocation.to(x.device)
+    if allocation.dim() == 2:
+        allocation = allocation[:, None]
+    index = allocation[..., None].expand(m, x.shape[1], x.shape[2], x.shape[3])
     return torch.gather(x, 0, index)
 
 

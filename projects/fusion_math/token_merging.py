@@ -162,6 +162,20 @@ def reduction_count(num_tokens: int,
     return count
 
 
+def merge_layer_indices(layers,
+                        num_layers: int,
+                        name: str = 'merge_layers') -> Tuple[int, ...]:
+    """The sorted 0-based layers that merge (default: every layer but the
+    first, MCTF's blocks 1 .. L-1), checked against ``num_layers``."""
+    layers = range(1, num_layers) if layers is None else layers
+    layers = tuple(sorted(set(int(i) for i in layers)))
+    bad = [i for i in layers if not 0 <= i < num_layers]
+    if bad:
+        raise ValueError(f'{name} {bad} are not layers of a {num_layers}-'
+                         'layer ViT')
+    return layers
+
+
 # ----------------------------------------------------------------------------
 # criteria and matching
 
@@ -190,7 +204,8 @@ def merge_scores(x: torch.Tensor,
                  criteria: MergeCriteria = MCTF,
                  attn: Optional[torch.Tensor] = None,
                  size: Optional[torch.Tensor] = None,
-                 num_protected: int = 1) -> torch.Tensor:
+                 num_protected: int = 1,
+                 received: Optional[torch.Tensor] = None) -> torch.Tensor:
     """The attraction W (B, T_a, T_b) between A (even) and B (odd) tokens.
 
     Args:
@@ -202,6 +217,9 @@ def merge_scores(x: torch.Tensor,
         size (Tensor, optional): (B, T, 1) token sizes.
         num_protected (int): Leading tokens never merged (their rows are
             -inf; they are A tokens for ``num_protected <= 1``).
+        received (Tensor, optional): (B, T) the attention each token
+            receives, for the informativeness instead of the mean over all
+            queries of ``attn`` (YOLOS: from its detection tokens only).
     """
     check_criteria(criteria)
     if num_protected > 1:
@@ -215,8 +233,10 @@ def merge_scores(x: torch.Tensor,
         scores = ((cosine + 1) / 2)**(1 / criteria.tau_sim)
     else:
         scores = x.new_ones(x.shape[0], (x.shape[1] + 1) // 2, x.shape[1] // 2)
-    if criteria.tau_info and attn is not None:
-        inverse = 1 / received_attention(attn)
+    if received is None and attn is not None:
+        received = received_attention(attn)
+    if criteria.tau_info and received is not None:
+        inverse = 1 / received
         inverse = inverse / inverse.amax(dim=1, keepdim=True)
         scores = scores * _pair_product(inverse, criteria.tau_info)
     if criteria.tau_size and size is not None:
@@ -280,13 +300,28 @@ def _reduce_into(t: torch.Tensor, index: torch.Tensor, src: torch.Tensor,
 
 def merge_tokens(matching: Matching,
                  x: torch.Tensor,
-                 reduce: str = 'sum') -> torch.Tensor:
+                 reduce: str = 'sum',
+                 start: int = 0) -> torch.Tensor:
     """Merge dimension -2 of ``x`` (B, ..., T, C) -> (B, ..., T', C):
     each output row is the ``reduce`` (``'sum'``, ``'amax'``, ...) of the
-    input rows merged into it."""
-    if x.shape[-2] != matching.num_tokens:
-        raise ValueError(f'the matching is for {matching.num_tokens} tokens, '
-                         f'got a tensor of shape {tuple(x.shape)}')
+    input rows merged into it.
+
+    ``start``: the matching covers rows ``start .. start + num_tokens - 1``
+    only (a span, e.g. YOLOS's patch tokens between its class token and its
+    detection tokens); the rows before and after it pass unchanged.
+    """
+    stop = start + matching.num_tokens
+    if start or x.shape[-2] != matching.num_tokens:
+        if start < 0 or stop > x.shape[-2]:
+            raise ValueError(
+                f'the matching is for {matching.num_tokens} tokens from row '
+                f'{start}, got a tensor of shape {tuple(x.shape)}')
+        return torch.cat([
+            x[..., :start, :],
+            merge_tokens(matching, x[..., start:stop, :], reduce), x[...,
+                                                                     stop:, :]
+        ],
+                         dim=-2)
     a, b = x[..., 0::2, :], x[..., 1::2, :]
     kept = _take(a, matching.unm_idx)
     b = _reduce_into(b, matching.dst_idx, _take(a, matching.src_idx), reduce)
@@ -299,10 +334,12 @@ def merge_tokens(matching: Matching,
 
 def token_weights(pooling: str,
                   size: torch.Tensor,
-                  attn: Optional[torch.Tensor] = None) -> torch.Tensor:
+                  attn: Optional[torch.Tensor] = None,
+                  received: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Pooling weights (B, T, 1) of the tokens (detached): ``'size'``: s;
-    ``'attention_size'``: received attention x s / max(s); ``'mean'``: 1
-    (``'max'`` has none)."""
+    ``'attention_size'``: received attention (``received`` (B, T), or the
+    mean over the heads and queries of ``attn``) x s / max(s); ``'mean'``:
+    1 (``'max'`` has none)."""
     if pooling not in POOLING or pooling == 'max':
         raise ValueError(f'no token weights for pooling {pooling!r}; '
                          f'weighted poolings: {POOLING[:2] + POOLING[3:]}')
@@ -311,45 +348,78 @@ def token_weights(pooling: str,
         return size
     if pooling == 'mean':
         return torch.ones_like(size)
-    if attn is None:
-        raise ValueError("pooling 'attention_size' needs the attention map")
-    received = received_attention(attn.detach())[..., None]
-    return received * size / size.amax(dim=1, keepdim=True)
+    if received is None:
+        if attn is None:
+            raise ValueError(
+                "pooling 'attention_size' needs the attention map")
+        received = received_attention(attn.detach())
+    return received.detach()[..., None] * size / size.amax(dim=1, keepdim=True)
 
 
-def pool_tokens(
-        matching: Matching,
-        x: torch.Tensor,
-        size: torch.Tensor,
-        pooling: str = 'attention_size',
-        attn: Optional[torch.Tensor] = None
-) -> Tuple[torch.Tensor, torch.Tensor]:
+def _span_weights(weights: torch.Tensor, total: int,
+                  start: int) -> torch.Tensor:
+    """Weights (B, n, 1) of a span, padded with ones to (B, total, 1): the
+    tokens outside the span keep their values exactly (x * 1 / 1)."""
+    if start == 0 and weights.shape[1] == total:
+        return weights
+    before = weights.new_ones(weights.shape[0], start, 1)
+    after = weights.new_ones(weights.shape[0],
+                             total - start - weights.shape[1], 1)
+    return torch.cat([before, weights, after], dim=1)
+
+
+def pool_tokens(matching: Matching,
+                x: torch.Tensor,
+                size: torch.Tensor,
+                pooling: str = 'attention_size',
+                attn: Optional[torch.Tensor] = None,
+                received: Optional[torch.Tensor] = None,
+                start: int = 0) -> Tuple[torch.Tensor, torch.Tensor]:
     """Merged tokens (B, T', C) and sizes (B, T', 1): a merged token is
     the weighted mean of its members (:func:`token_weights`) or, for
-    ``'max'``, their element-wise maximum; sizes add up."""
+    ``'max'``, their element-wise maximum; sizes add up.
+
+    With a span (``start``, see :func:`merge_tokens`), ``size`` and
+    ``received`` are those of the span's tokens and the returned sizes too;
+    ``x`` is the whole sequence.
+    """
     new_size = merge_tokens(matching, size.detach())
     if pooling == 'max':
-        return merge_tokens(matching, x, 'amax'), new_size
-    weights = token_weights(pooling, size, attn)
-    pooled = merge_tokens(matching, x * weights) / merge_tokens(
-        matching, weights)
+        return merge_tokens(matching, x, 'amax', start), new_size
+    weights = _span_weights(
+        token_weights(pooling, size, attn, received), x.shape[1], start)
+    pooled = merge_tokens(
+        matching, x * weights, start=start) / merge_tokens(
+            matching, weights, start=start)
     return pooled, new_size
 
 
 def merge_attention(matching: Matching,
                     attn: torch.Tensor,
                     size: torch.Tensor,
-                    pooling: str = 'attention_size') -> torch.Tensor:
+                    pooling: str = 'attention_size',
+                    received: Optional[torch.Tensor] = None,
+                    start: int = 0) -> torch.Tensor:
     """Merge an attention map (B, H, T, T) -> (B, H, T', T') with its
     tokens: the key columns of a group add up (its probability mass), the
     query rows are pooled as :func:`pool_tokens` pools the tokens, so the
-    rows still sum to 1 (not for ``'max'``, the row-wise maximum)."""
-    columns = merge_tokens(matching, attn[..., None])[..., 0]
+    rows still sum to 1 (not for ``'max'``, the row-wise maximum). A span
+    (``start``, ``size`` and ``received`` of the span) merges only its rows
+    and columns."""
+    if pooling == 'attention_size' and received is None and \
+            size.shape[1] != attn.shape[-1]:
+        raise ValueError('merging the span of an attention map with '
+                         "'attention_size' pooling needs the span's received "
+                         'attention')
+    columns = merge_tokens(matching, attn[..., None], start=start)[..., 0]
     if pooling == 'max':
-        return merge_tokens(matching, columns, 'amax')
-    weights = token_weights(pooling, size, attn)[:, None]  # (B, 1, T, 1)
-    return merge_tokens(matching, columns * weights) / merge_tokens(
-        matching, weights)
+        return merge_tokens(matching, columns, 'amax', start)
+    weights = _span_weights(
+        token_weights(pooling, size, attn, received), attn.shape[-1],
+        start)[:, None]  # (B, 1, T, 1)
+    return merge_tokens(
+        matching, columns * weights, start=start) / merge_tokens(
+            matching, weights, start=start)
 
 
 @torch.no_grad()
@@ -411,3 +481,166 @@ def proportional_attention_bias(size: torch.Tensor) -> torch.Tensor:
     a token standing for s patches gets the attention s copies would get.
     ``size`` (B, T, 1) -> (B, 1, 1, T)."""
     return size.log()[:, None, None, :, 0]
+
+
+def group_mean(index: torch.Tensor, x: torch.Tensor,
+               size: torch.Tensor) -> torch.Tensor:
+    """Mean of the input tokens (B, T_0, C) that each merged token holds:
+    (B, T', C), with ``index`` (B, T_0) from :func:`merge_index` (composed
+    over steps) and ``size`` (B, T', 1) the members per merged token. A
+    per-input quantity (YOLOS's mid-layer position embeddings) follows the
+    merges this way."""
+    sums = x.new_zeros(index.shape[0], size.shape[1], x.shape[-1])
+    sums.scatter_add_(1, index[..., None].expand(-1, -1, x.shape[-1]),
+                      x.expand(index.shape[0], -1, -1))
+    return sums / size
+
+
+# ----------------------------------------------------------------------------
+# merging on a 2D grid, undone inside the block (dense backbones)
+
+
+class GridMerge(NamedTuple):
+    """A merge of the N tokens of an H x W grid (per image, shared by every
+    stream of a modality stack): ``index`` (B, N) int64 the merged token
+    (0 .. N' - 1) holding each input token, ``size`` (B, N', 1) the members
+    of each merged token. The destinations come first, one per stride cell
+    in row-major cell order, then the unmerged other tokens in grid
+    order."""
+    index: torch.Tensor
+    size: torch.Tensor
+
+    @property
+    def num_merged(self) -> int:
+        return self.size.shape[1]
+
+
+def check_grid_ratio(ratio: float, stride: Tuple[int, int]) -> None:
+    """A grid merge removes a fraction ``ratio`` of the tokens, at most every
+    token that is not a destination: ``1 - 1 / (sy * sx)``."""
+    most = 1 - 1 / (stride[0] * stride[1])
+    if isinstance(ratio, bool) or not 0 <= ratio <= most:
+        raise ValueError(f'ratio must be in [0, {most:g}] for destinations '
+                         f'strided {tuple(stride)} (one per cell), got '
+                         f'{ratio!r}')
+
+
+def grid_destinations(hw: Tuple[int, int],
+                      stride: Tuple[int, int],
+                      device=None) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Row-major indices of the destination tokens (the top-left token of
+    every ``sy x sx`` cell, edge cells included) and of the other tokens of
+    an H x W grid."""
+    h, w = hw
+    rows = torch.arange(h, device=device)
+    cols = torch.arange(w, device=device)
+    is_dst = ((rows[:, None] % stride[0] == 0) &
+              (cols[None] % stride[1] == 0)).flatten()
+    return is_dst.nonzero()[:, 0], (~is_dst).nonzero()[:, 0]
+
+
+def _neighbour_cells(hw: Tuple[int, int], stride: Tuple[int, int],
+                     src: torch.Tensor, radius: int) -> torch.Tensor:
+    """(n_src, K) destination indices of the cells within ``radius`` cells
+    of each source token's own cell (clamped at the border)."""
+    w = hw[1]
+    cells_h = -(-hw[0] // stride[0])
+    cells_w = -(-w // stride[1])
+    cell_r = (src // w) // stride[0]
+    cell_c = (src % w) // stride[1]
+    offsets = torch.arange(-radius, radius + 1, device=src.device)
+    near_r = (cell_r[:, None] + offsets).clamp(0, cells_h - 1)
+    near_c = (cell_c[:, None] + offsets).clamp(0, cells_w - 1)
+    return (near_r[:, :, None] * cells_w + near_c[:, None, :]).flatten(1)
+
+
+@torch.no_grad()
+def grid_matching(metric: torch.Tensor,
+                  hw: Tuple[int, int],
+                  ratio: float,
+                  stride: Tuple[int, int] = (2, 2),
+                  radius: Optional[int] = 1) -> GridMerge:
+    """One merge map for all streams of an H x W token grid.
+
+    Every token that is not a destination (:func:`grid_destinations`)
+    picks its most similar destination -- the cosine similarity averaged
+    over the streams, so that aligned tokens of all modalities merge
+    together -- among those of its own and the ``radius`` surrounding
+    cells (every destination when ``radius`` is None); the
+    ``floor(N * ratio)`` tokens with the best edges (at most all
+    non-destinations) merge into theirs.
+
+    Args:
+        metric (Tensor): (S, B, N, C) or (B, N, C) the tokens compared.
+        hw (tuple[int, int]): (H, W), N = H * W.
+        ratio (float): Fraction of the tokens to remove.
+        stride (tuple[int, int]): Cell size (sy, sx).
+        radius (int, optional): Search window in cells.
+
+    Returns:
+        GridMerge
+    """
+    check_grid_ratio(ratio, stride)
+    if metric.dim() == 3:
+        metric = metric[None]
+    streams, batch, num, _ = metric.shape
+    if num != hw[0] * hw[1]:
+        raise ValueError(f'{num} tokens do not form a {hw[0]}x{hw[1]} grid')
+    device = metric.device
+    dst, src = grid_destinations(hw, stride, device)
+    unit = metric / metric.norm(dim=-1, keepdim=True)
+    if radius is None:
+        candidates = None
+        similarity = unit[:, :, src] @ unit[:, :, dst].transpose(-1, -2)
+    else:
+        candidates = _neighbour_cells(hw, stride, src, radius)
+        # a batched matmul, (1 x C) @ (C x K) per token, so that cost
+        # counters see the matching
+        similarity = (unit[:, :, src, None]
+                      @ unit[:, :, dst[candidates]].transpose(-1, -2))[...,
+                                                                       0, :]
+    best, choice = similarity.mean(dim=0).max(dim=-1)  # (B, n_src)
+    partner = choice if candidates is None else candidates.expand(
+        batch, -1, -1).gather(2, choice[..., None])[..., 0]
+    r = min(int(num * ratio), src.numel())
+    order = best.argsort(dim=-1, descending=True, stable=True)
+    merged = torch.zeros_like(best, dtype=torch.bool)
+    merged.scatter_(1, order[:, :r], True)
+    kept_slot = dst.numel() + (~merged).long().cumsum(dim=1) - 1
+    index = torch.empty(batch, num, dtype=torch.long, device=device)
+    index[:, dst] = torch.arange(dst.numel(), device=device)
+    index[:, src] = torch.where(merged, partner, kept_slot)
+    size = metric.new_zeros(batch, num - r, 1)
+    size.scatter_add_(1, index[..., None], metric.new_ones(batch, num, 1))
+    return GridMerge(index, size)
+
+
+def group_first(merge: GridMerge) -> torch.Tensor:
+    """(B, N') the first grid position (row-major) of every merged token,
+    for per-position integer maps that cannot be averaged."""
+    batch, num = merge.index.shape
+    positions = torch.arange(num, device=merge.index.device).expand(batch, -1)
+    first = positions.new_full((batch, merge.num_merged), num)
+    return first.scatter_reduce(1, merge.index, positions, 'amin')
+
+
+def _stack_index(index: torch.Tensor, rows: int,
+                 channels: int) -> torch.Tensor:
+    """(B, N) -> (rows, N, channels) for a stack of rows / B streams."""
+    repeats = rows // index.shape[0]
+    return index.repeat(repeats, 1)[..., None].expand(-1, -1, channels)
+
+
+def grid_merge(merge: GridMerge, x: torch.Tensor) -> torch.Tensor:
+    """Mean of each group: (S*B, N, C) -> (S*B, N', C), every stream with
+    the same groups."""
+    rows, _, channels = x.shape
+    sums = x.new_zeros(rows, merge.num_merged, channels)
+    sums = sums.scatter_add(1, _stack_index(merge.index, rows, channels), x)
+    return sums / merge.size.repeat(rows // merge.index.shape[0], 1, 1)
+
+
+def grid_unmerge(merge: GridMerge, x: torch.Tensor) -> torch.Tensor:
+    """Copy each merged token back to every grid position it holds:
+    (S*B, N', C) -> (S*B, N, C)."""
+    return x.gather(1, _stack_index(merge.index, x.shape[0], x.shape[-1]))

@@ -8,7 +8,16 @@ shapes, no dataset needed):
   (0 frames) and fused with YOLOS-S on 5 and 10 posed 320x240 views (paper
   Table 10: +49 % for 10 frames);
 * ``sunrgbd``: GroupFree3D L6-O256 (20k points) alone and fused with
-  YOLOS-Ti on the 730x530 image.
+  YOLOS-Ti on the 730x530 image;
+* ``table10``: the paper's Table 10 configuration, mmdet3d's ScanNet
+  GroupFree3D L6-O256 (PointNet++ w1x, 50k points) alone and fused with
+  YOLOS-Ti (two ViT blocks per decoder layer) on 5 and 10 posed views
+  (paper, V100: 4.7 / 5.9 / 7.0 s per 100 scenes). Built from our 5 / 10
+  view configs with the L6-O256 point model and YOLOS-Ti swapped in.
+
+``--merge-r R [R ...]`` adds, for every fused model, the same model with
+token merging in its ViT (``img_backbone.token_merge=dict(r=R)``: a
+fraction R of the patch tokens merged in every block but the first).
 
 Every model runs ``predict`` at batch 1 (``torch.no_grad``, eval mode) on
 the same scenes: points spread over a 6 x 6 x 3 m room, views from cameras
@@ -27,6 +36,7 @@ import os.path as osp
 import platform
 import statistics
 import sys
+from typing import Sequence
 
 import mmdet3d
 import numpy as np
@@ -47,6 +57,11 @@ SCANNET_GF = ('mmdet3d::groupfree3d/'
               'groupfree3d_w2x-head-L12-O512_4xb8_scannet-seg.py')
 SCANNET_TF = ('configs/tokenfusion3d/tokenfusion3d_groupfree3d-w2x-'
               'L12-O512_yolos-s_4xb8-80e_scannet-3d-{}view.py')
+SCANNET_L6 = ('mmdet3d::groupfree3d/'
+              'groupfree3d_head-L6-O256_4xb8_scannet-seg.py')
+# the Table 10 fusion model: our ScanNet config with the L6-O256 point model
+# and YOLOS-Ti (no mid-layer position embeddings, 12 blocks for 6 layers)
+TABLE10 = 'table10:' + SCANNET_TF
 PAIRS = {
     'scannet': [
         ('points only (0 frames)', SCANNET_GF, 0, 50000),
@@ -59,21 +74,46 @@ PAIRS = {
         ('+ image (YOLOS-Ti)', 'configs/tokenfusion3d/tokenfusion3d_'
          'groupfree3d-L6-O256_yolos-ti_4xb8-600e_sunrgbd-3d.py', 1, 20000),
     ],
+    'table10': [
+        ('points only (0 frames)', SCANNET_L6, 0, 50000),
+        ('+ image, 5 frames', TABLE10.format(5), 5, 50000),
+        ('+ image, 10 frames', TABLE10.format(10), 10, 50000),
+    ],
 }
+SCANNET_LAYOUT = ('scannet', 'table10')  # posed views
 VIEW_SIZE = (240, 320)  # H, W of a ScanNet view in the fusion configs
 SUN_SIZE = (530, 730)
 
 
-def build_model(config: str, device: str):
+def config_path(config: str) -> str:
     if config.startswith('mmdet3d::'):  # a config shipped with mmdet3d
-        path = osp.join(
+        return osp.join(
             osp.dirname(mmdet3d.__file__), '.mim', 'configs',
             config[len('mmdet3d::'):])
-    else:
-        path = osp.join(REPO_ROOT, config)
-    cfg = Config.fromfile(path)
+    return osp.join(REPO_ROOT, config)
+
+
+def table10_model(fused: Config) -> None:
+    """Turn our ScanNet fusion model into the paper's Table 10 one."""
+    points = Config.fromfile(config_path(SCANNET_L6)).model
+    fused.model.backbone = points.backbone
+    fused.model.bbox_head = dict(
+        points.bbox_head, type='TokenFusionGroupFree3DHead')
+    fused.model.img_backbone.update(arch='tiny', mid_pe=False)
+    fused.model.img_bbox_head.embed_dims = 192
+    fused.model.fusion.blocks_per_layer = 2
+
+
+def build_model(config: str, device: str, merge_r: float = 0):
+    table10 = config.startswith('table10:')
+    cfg = Config.fromfile(
+        config_path(config[len('table10:'):] if table10 else config))
+    if table10:
+        table10_model(cfg)
     if 'img_backbone' in cfg.model:
         cfg.model.img_backbone.init_cfg = None  # random weights suffice
+        if merge_r:
+            cfg.model.img_backbone.token_merge = dict(r=merge_r)
     with DefaultScope.overwrite_default_scope('mmdet3d'):
         from mmdet3d.registry import MODELS
         model = MODELS.build(cfg.model)
@@ -104,9 +144,15 @@ def make_scene(rng, num_points: int, num_views: int, kind: str, device):
     """Inputs of ``model.predict`` for one synthetic scene."""
     xyz = rng.uniform([-3, -3, 0], [3, 3, 3], (num_points, 3))
     points = torch.from_numpy(xyz.astype(np.float32)).to(device)
-    meta = dict(box_type_3d=DepthInstance3DBoxes, sample_idx=0)
+    # the augmentation records a test pipeline writes: nothing applied
+    meta = dict(
+        box_type_3d=DepthInstance3DBoxes,
+        sample_idx=0,
+        transformation_3d_flow=[],
+        scale_factor=(1., 1.),
+        flip=False)
     inputs = dict(points=[points])
-    if num_views and kind == 'scannet':
+    if num_views and kind in SCANNET_LAYOUT:
         h, w = VIEW_SIZE
         meta.update(
             lidar2img=outward_cameras(num_views, VIEW_SIZE),
@@ -125,13 +171,29 @@ def make_scene(rng, num_points: int, num_views: int, kind: str, device):
     return inputs, [Det3DDataSample(metainfo=meta)]
 
 
-def benchmark_pair(kind: str, scenes: int, warmup: int, device: str):
-    entries = PAIRS[kind]
-    models = [build_model(cfg, device) for _, cfg, _, _ in entries]
+def entries_of(kind: str, merge_r: Sequence[float]):
+    """(name, config, views, points, merge r) of every model of a pair."""
+    entries = []
+    for name, config, views, points in PAIRS[kind]:
+        entries.append((name, config, views, points, 0))
+        if views:
+            entries.extend(
+                (f'{name}, merged r={r:g}', config, views, points, r)
+                for r in merge_r)
+    return entries
+
+
+def benchmark_pair(kind: str,
+                   scenes: int,
+                   warmup: int,
+                   device: str,
+                   merge_r: Sequence[float] = ()):
+    entries = entries_of(kind, merge_r)
+    models = [build_model(cfg, device, r) for _, cfg, _, _, r in entries]
     rng = np.random.default_rng(0)
     times = [[] for _ in entries]
     for scene in range(warmup + scenes):
-        for i, (_, _, views, num_points) in enumerate(entries):
+        for i, (_, _, views, num_points, _) in enumerate(entries):
             inputs, samples = make_scene(rng, num_points, views, kind, device)
 
             def step(model=models[i], inputs=inputs, samples=samples):
@@ -143,7 +205,7 @@ def benchmark_pair(kind: str, scenes: int, warmup: int, device: str):
                 times[i].append(measured)
     rows = []
     base = statistics.median(times[0])
-    for (name, _, views, _), values in zip(entries, times):
+    for (name, _, views, _, _), values in zip(entries, times):
         median = statistics.median(values)
         rows.append((name, views, 100 * median, median / base))
     return rows
@@ -178,16 +240,27 @@ def parse_args(argv=None):
     parser.add_argument('--scenes', type=int, default=10)
     parser.add_argument('--warmup', type=int, default=1)
     parser.add_argument('--device', default='cpu')
+    parser.add_argument(
+        '--merge-r',
+        type=float,
+        nargs='*',
+        default=[],
+        help='also time every fused model with this token-merging r')
+    parser.add_argument(
+        '--threads', type=int, help='torch threads (default: torch\'s)')
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     print(f'torch {torch.__version__} on {machine(args.device)}')
     tables = []
     for kind in args.pairs:
-        rows = benchmark_pair(kind, args.scenes, args.warmup, args.device)
+        rows = benchmark_pair(kind, args.scenes, args.warmup, args.device,
+                              args.merge_r)
         tables.append(format_rows(kind, rows, args.device))
         print(tables[-1], flush=True)
     return tables

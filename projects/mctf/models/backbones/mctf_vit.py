@@ -167,14 +167,8 @@ class MCTFVisionTransformer(VisionTransformer):
         self.criteria = merging.MergeCriteria(tau_sim, tau_info, tau_size,
                                               bidirectional)
         merging.check_criteria(self.criteria)
-        if merge_layers is None:
-            merge_layers = range(1, self.num_layers)
-        merge_layers = sorted(set(int(i) for i in merge_layers))
-        bad = [i for i in merge_layers if not 0 <= i < self.num_layers]
-        if bad:
-            raise ValueError(f'merge_layers {bad} are not layers of a '
-                             f'{self.num_layers}-layer ViT')
-        self.merge_layers = merge_layers
+        self.merge_layers = list(
+            merging.merge_layer_indices(merge_layers, self.num_layers))
         self.r = r
         self.r_eval = r_eval
         merging.check_r(r, 'r')

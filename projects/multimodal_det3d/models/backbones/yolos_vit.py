@@ -6,6 +6,13 @@ ImageNet DeiT checkpoints and YOLOS COCO checkpoints load directly. Besides
 the plain ``forward`` the module exposes a stepwise API (``embed``,
 ``forward_blocks``, ``patch_tokens``, ``det_tokens``) because the TokenFusion
 3D detector interleaves the ViT blocks with its point decoder.
+
+Optionally (``token_merge``) the patch tokens are merged as they go through
+the blocks, with MCTF's multi-criteria matching
+(:mod:`projects.fusion_math.token_merging`); the class and detection tokens
+are outside the merged span, so they are never merged. A
+:class:`PatchMergeState` records, per image, which merged token holds each
+input patch, for readers of the patch tokens (the 3D detector's seeds).
 """
 import argparse
 import logging
@@ -24,6 +31,7 @@ from mmengine.runner.checkpoint import CheckpointLoader
 from torch import Tensor
 
 from projects.common.checkpoint import unwrap_state_dict
+from projects.fusion_math import token_merging as merging
 
 ARCH_SETTINGS = {
     'tiny': dict(embed_dims=192, num_layers=12, num_heads=3),
@@ -184,6 +192,188 @@ class Block(nn.Module):
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
+class TokenMergeConfig:
+    """What ``YOLOSViT(token_merge=dict(...))`` accepts (MCTF's settings,
+    the one-step-ahead placement).
+
+    Args:
+        r (int | float): Patch tokens removed per merging block: a count,
+            or a fraction (< 1) of the patch tokens at that block, so that
+            images of any size lose the same share. 0 merges nothing.
+        r_eval (int | float, optional): r in eval mode (default ``r``).
+        layers (Sequence[int], optional): 0-based blocks that merge.
+            Defaults to every block but the first.
+        tau_sim, tau_info, tau_size (float): Temperatures of the
+            similarity, informativeness (the attention a patch receives
+            from the detection tokens, the only readers of YOLOS's output)
+            and size criteria; 0 leaves one out. Defaults 1, 20, 40.
+        bidirectional (bool): Bidirectional matching. Defaults to True.
+        pooling (str): ``'attention_size'`` (MCTF), ``'size'``, ``'max'``
+            or ``'mean'``.
+        prop_attn (bool): Proportional attention (+ log size of a merged
+            key). Defaults to True.
+        overflow (str): An r beyond the safeguards (half of the patch
+            tokens, at least 10 patch tokens left): ``'error'`` or
+            ``'clamp'`` (default: image sizes vary, so a count that fits
+            one image may not fit a smaller one).
+    """
+
+    def __init__(self,
+                 r: Union[int, float] = 0,
+                 r_eval: Union[None, int, float] = None,
+                 layers: Optional[Sequence[int]] = None,
+                 tau_sim: float = 1.,
+                 tau_info: float = 20.,
+                 tau_size: float = 40.,
+                 bidirectional: bool = True,
+                 pooling: str = 'attention_size',
+                 prop_attn: bool = True,
+                 overflow: str = 'clamp',
+                 *,
+                 num_layers: int) -> None:
+        merging.check_r(r, 'token_merge.r')
+        if r_eval is not None:
+            merging.check_r(r_eval, 'token_merge.r_eval')
+        merging.check_choice('token_merge.pooling', pooling, merging.POOLING)
+        merging.check_choice('token_merge.overflow', overflow,
+                             merging.OVERFLOW)
+        self.criteria = merging.MergeCriteria(tau_sim, tau_info, tau_size,
+                                              bidirectional)
+        merging.check_criteria(self.criteria)
+        self.layers = merging.merge_layer_indices(layers, num_layers,
+                                                  'token_merge.layers')
+        self.r, self.r_eval = r, r_eval
+        self.pooling, self.prop_attn, self.overflow = (pooling, prop_attn,
+                                                       overflow)
+
+    def layer_r(self, layer: int, num_patches: int, training: bool) -> int:
+        """Patch tokens block ``layer`` removes from ``num_patches``."""
+        r = self.r if training or self.r_eval is None else self.r_eval
+        if layer not in self.layers or not r:
+            return 0
+        try:
+            return merging.reduction_count(num_patches, r, 0, self.overflow)
+        except ValueError as exc:
+            raise ValueError(f'YOLOSViT block {layer}: {exc}') from None
+
+
+class PatchMergeState:
+    """The merges of the patch tokens in one forward of a
+    :class:`YOLOSViT`, for B images of P patches.
+
+    Attributes:
+        index (Tensor): (B, P) int64, the merged patch token (0 .. P' - 1)
+            that holds each input patch (row-major in the patch grid).
+        size (Tensor | None): (B, P', 1) input patches per merged token;
+            None until something merged.
+        source (Tensor | None): With ``trace_source``: (B, P', P) dense
+            source matrix, 1 where a merged token holds an input patch
+            (for pictures and checks; quadratic in P).
+    """
+
+    def __init__(self,
+                 batch: int,
+                 num_patches: int,
+                 device,
+                 trace_source: bool = False) -> None:
+        self.index = torch.arange(num_patches, device=device).expand(batch, -1)
+        self.size: Optional[Tensor] = None
+        self.source = torch.eye(
+            num_patches, device=device).expand(batch, -1,
+                                               -1) if (trace_source) else None
+
+    def record(self, matching: 'merging.Matching') -> None:
+        """Follow one merge step of the patch tokens."""
+        self.index = merging.compose_index(self.index,
+                                           merging.merge_index(matching))
+        if self.source is not None:
+            self.source = merging.merge_source(matching, self.source)
+
+    @property
+    def num_patches(self) -> int:
+        """P', the patch tokens now."""
+        return self.index.shape[1] if self.size is None else (
+            self.size.shape[1])
+
+    def token_of_patch(self, rows: Tensor, patch: Tensor) -> Tensor:
+        """The merged token holding input patch ``patch`` of image
+        ``rows`` (any equal shapes)."""
+        return self.index[rows, patch]
+
+
+def _key_bias(state: PatchMergeState, num_tokens: int,
+              num_det: int) -> Optional[Tensor]:
+    """Proportional attention: + log size on every key, (B, 1, 1, T)
+    (0 for the class and detection tokens); None while all sizes are 1."""
+    if state.size is None:
+        return None
+    size = state.size[..., 0]
+    bias = size.new_zeros(size.shape[0], num_tokens)
+    bias[:, 1:num_tokens - num_det] = size.log()
+    return bias[:, None, None]
+
+
+def _merging_block(block: 'Block', x: Tensor, r: int, state: PatchMergeState,
+                   cfg: TokenMergeConfig, num_det: int) -> Tensor:
+    """One block with MCTF's one-step-ahead merge of the patch span
+    ``[1, T - num_det)``: the block's attention over the unmerged tokens
+    decides the merge (informativeness = attention received from the
+    detection tokens), is merged with the tokens and applied to the values
+    of the merged tokens. ``r = 0`` runs the block with proportional
+    attention only."""
+    attn_module = block.attn
+    batch, num, dims = x.shape
+    heads = attn_module.num_heads
+    bias = _key_bias(state, num, num_det) if cfg.prop_attn else None
+    normed = block.norm1(x)
+    weight, qkv_bias = attn_module.qkv.weight, attn_module.qkv.bias
+    if r == 0:
+        qkv = F.linear(normed, weight,
+                       qkv_bias).reshape(batch, num, 3, heads,
+                                         dims // heads).permute(2, 0, 3, 1, 4)
+        out = F.scaled_dot_product_attention(
+            *qkv.unbind(0),
+            attn_mask=bias,
+            dropout_p=attn_module.attn_drop if block.training else 0.)
+    else:
+        q, k = F.linear(
+            normed, weight[:2 * dims],
+            None if qkv_bias is None else qkv_bias[:2 * dims]).reshape(
+                batch, num, 2, heads, dims // heads).permute(2, 0, 3, 1, 4)
+        logits = (q @ k.transpose(-2, -1)) * (dims // heads)**-0.5
+        attn = (logits if bias is None else logits + bias).softmax(dim=-1)
+        stop = num - num_det
+        # attention the patches receive from the detection tokens
+        received = attn[:, :, stop:, 1:stop].detach().mean(dim=(1, 2))
+        size = state.size
+        scores = merging.merge_scores(
+            x[:, 1:stop],
+            cfg.criteria,
+            size=size,
+            received=received,
+            num_protected=0)
+        matching = merging.bipartite_matching(scores, r,
+                                              cfg.criteria.bidirectional, 0)
+        if size is None:
+            size = x.new_ones(batch, stop - 1, 1)
+        x, state.size = merging.pool_tokens(
+            matching, x, size, cfg.pooling, received=received, start=1)
+        state.record(matching)
+        attn = merging.merge_attention(
+            matching, attn, size, cfg.pooling, received=received, start=1)
+        if block.training and attn_module.attn_drop > 0:
+            attn = F.dropout(attn, attn_module.attn_drop)
+        num = x.shape[1]
+        v = F.linear(
+            block.norm1(x), weight[2 * dims:],
+            None if qkv_bias is None else qkv_bias[2 * dims:]).reshape(
+                batch, num, heads, dims // heads).transpose(1, 2)
+        out = attn @ v
+    out = out.transpose(1, 2).reshape(batch, num, dims)
+    x = x + block.drop_path(attn_module.proj_drop(attn_module.proj(out)))
+    return x + block.drop_path(block.mlp(block.norm2(x)))
+
+
 @MODELS.register_module()
 class YOLOSViT(BaseModule):
     """ViT with YOLOS detection tokens (Fang et al., NeurIPS 2021).
@@ -212,6 +402,10 @@ class YOLOSViT(BaseModule):
         drop_path_rate (float): Stochastic depth of the last block, linearly
             increasing from 0 over the blocks. The TokenFusion reference
             trains DeiT-Ti with 0.3. Defaults to 0.1.
+        token_merge (dict, optional): Merge patch tokens as they go, see
+            :class:`TokenMergeConfig` (e.g. ``dict(r=0.25)``: a quarter of
+            the patch tokens in every block but the first). No parameters
+            are added; ``r=0`` is the plain ViT bit for bit.
         init_cfg (dict | list[dict], optional): ``dict(type='Pretrained',
             checkpoint=..., prefix=None)`` loads a DeiT / YOLOS checkpoint
             and adapts its position embeddings (see
@@ -231,6 +425,7 @@ class YOLOSViT(BaseModule):
                  drop_rate: float = 0.,
                  attn_drop_rate: float = 0.,
                  drop_path_rate: float = 0.1,
+                 token_merge: Optional[dict] = None,
                  init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         settings = self._parse_arch(arch)
@@ -266,6 +461,8 @@ class YOLOSViT(BaseModule):
                   attn_drop_rate, rate) for rate in drop_path_rates
         ])
         self.norm = nn.LayerNorm(dims, eps=1e-6)
+        self.token_merge = None if token_merge is None else TokenMergeConfig(
+            **token_merge, num_layers=self.num_layers)
         self._reset_parameters()
 
     @staticmethod
@@ -428,8 +625,13 @@ class YOLOSViT(BaseModule):
             [pos_embed[:, :1], patch_pos, pos_embed[:, 1 + num_patches:]],
             dim=1)
 
-    def _check_tokens(self, tokens: Tensor, grid_hw: GridHW) -> None:
-        expected = 1 + grid_hw[0] * grid_hw[1] + self.num_det_tokens
+    def _check_tokens(self,
+                      tokens: Tensor,
+                      grid_hw: GridHW,
+                      state: Optional[PatchMergeState] = None) -> None:
+        patches = grid_hw[0] * grid_hw[1] if state is None else (
+            state.num_patches)
+        expected = 1 + patches + self.num_det_tokens
         if tokens.dim() != 3 or tokens.shape[1:] != (expected,
                                                      self.embed_dims):
             raise ValueError(
@@ -464,38 +666,92 @@ class YOLOSViT(BaseModule):
         tokens = tokens + self._pos_embed_for_grid(self.pos_embed, grid_hw)
         return self.pos_drop(tokens), grid_hw
 
-    def forward_blocks(self, tokens: Tensor, start: int, stop: int,
-                       grid_hw: GridHW) -> Tensor:
+    def new_merge_state(
+            self,
+            tokens: Tensor,
+            grid_hw: GridHW,
+            trace_source: bool = False) -> Optional[PatchMergeState]:
+        """A fresh :class:`PatchMergeState` for the tokens of :meth:`embed`
+        when ``token_merge`` is set, else None."""
+        if self.token_merge is None:
+            return None
+        return PatchMergeState(tokens.shape[0], grid_hw[0] * grid_hw[1],
+                               tokens.device, trace_source)
+
+    def forward_blocks(self,
+                       tokens: Tensor,
+                       start: int,
+                       stop: int,
+                       grid_hw: GridHW,
+                       state: Optional[PatchMergeState] = None) -> Tensor:
         """Run blocks ``[start, stop)``.
 
         With ``mid_pe`` the mid position embedding of block i (interpolated
         to ``grid_hw``) is added after block i for every i except the last
-        block of the network, as YOLOS-S does.
+        block of the network, as YOLOS-S does; after merges, a merged patch
+        token gets the mean embedding of the patches it holds.
 
         Args:
-            tokens (Tensor): (B, 1 + h*w + T, D) from :meth:`embed` or a
-                previous call.
+            tokens (Tensor): (B, 1 + P + T, D) from :meth:`embed` or a
+                previous call (P = h*w, or the patch tokens left after
+                merging).
             start (int): First block to run.
             stop (int): One past the last block to run.
             grid_hw (tuple[int, int]): Patch grid returned by :meth:`embed`.
+            state (PatchMergeState, optional): With ``token_merge``: the
+                state of this forward (:meth:`new_merge_state`), updated in
+                place. Required when a block in the range merges.
 
         Returns:
-            Tensor: (B, 1 + h*w + T, D).
+            Tensor: (B, 1 + P' + T, D).
         """
         if not 0 <= start <= stop <= self.num_layers:
             raise ValueError(f'need 0 <= start <= stop <= {self.num_layers}, '
                              f'got start={start}, stop={stop}')
-        self._check_tokens(tokens, grid_hw)
+        self._check_tokens(tokens, grid_hw, state)
         last_with_mid = min(stop, self.num_layers - 1)
         mid_pos = None
         if self.mid_pe and start < last_with_mid:
             mid_pos = self._pos_embed_for_grid(
                 self.mid_pos_embed[start:last_with_mid, 0], grid_hw)
         for index in range(start, stop):
-            tokens = self.blocks[index](tokens)
+            tokens = self._block_forward(index, tokens, state)
             if mid_pos is not None and index < last_with_mid:
-                tokens = tokens + mid_pos[index - start]
+                tokens = tokens + self._merged_pos(mid_pos[index - start],
+                                                   state)
         return tokens
+
+    def _block_forward(self, index: int, tokens: Tensor,
+                       state: Optional[PatchMergeState]) -> Tensor:
+        block = self.blocks[index]
+        cfg = self.token_merge
+        if cfg is None:
+            return block(tokens)
+        if state is None:
+            raise ValueError('YOLOSViT with token_merge needs the merge state '
+                             'of the forward: forward_blocks(..., state='
+                             'vit.new_merge_state(tokens, grid_hw))')
+        r = cfg.layer_r(index, state.num_patches, self.training)
+        if r == 0 and state.size is None:
+            return block(tokens)  # nothing merged yet: the plain block
+        return _merging_block(block, tokens, r, state, cfg,
+                              self.num_det_tokens)
+
+    def _merged_pos(self, pos: Tensor,
+                    state: Optional[PatchMergeState]) -> Tensor:
+        """(1 + h*w + T, D) position embedding -> (B, 1 + P' + T, D) after
+        the merges of ``state``."""
+        if state is None or state.size is None:
+            return pos
+        num_patches = state.index.shape[1]
+        patches = merging.group_mean(state.index, pos[None, 1:1 + num_patches],
+                                     state.size)
+        batch = patches.shape[0]
+        return torch.cat([
+            pos[None, :1].expand(batch, -1, -1), patches,
+            pos[None, 1 + num_patches:].expand(batch, -1, -1)
+        ],
+                         dim=1)
 
     def det_tokens(self, tokens: Tensor) -> Tensor:
         """(B, 1 + h*w + T, D) -> final-normed [DET] tokens (B, T, D)."""
@@ -503,13 +759,15 @@ class YOLOSViT(BaseModule):
         return self.norm(tokens[:, tokens.shape[1] - self.num_det_tokens:])
 
     def patch_tokens(self, tokens: Tensor) -> Tensor:
-        """(B, 1 + h*w + T, D) -> patch tokens (B, h*w, D), not normed."""
+        """(B, 1 + P + T, D) -> patch tokens (B, P, D), not normed (P = h*w,
+        or fewer after merging: see :class:`PatchMergeState`)."""
         return tokens[:, 1:tokens.shape[1] - self.num_det_tokens]
 
     def forward(self, imgs: Tensor) -> Tuple[Tensor]:
         """(B, C, H, W) -> ([DET] tokens (B, T, D), ) after all blocks."""
         tokens, grid_hw = self.embed(imgs)
-        tokens = self.forward_blocks(tokens, 0, self.num_layers, grid_hw)
+        tokens = self.forward_blocks(tokens, 0, self.num_layers, grid_hw,
+                                     self.new_merge_state(tokens, grid_hw))
         return (self.det_tokens(tokens), )
 
 

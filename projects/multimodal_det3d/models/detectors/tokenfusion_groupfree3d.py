@@ -2,6 +2,7 @@
 ViT on one image (SUN RGB-D) or several posed views (ScanNetV2)."""
 from typing import Dict, List, Optional
 
+import torch
 from mmdet3d.models.detectors import GroupFree3DNet
 from mmdet3d.registry import MODELS
 from mmdet3d.structures.det3d_data_sample import SampleList
@@ -23,7 +24,9 @@ class ImageStream:
 
     Before decoder layer ``i`` the ViT has run blocks
     ``[0, (i + 1) * blocks_per_layer)``; the seed keys are then fused with
-    the patch tokens at that depth.
+    the patch tokens at that depth. When the ViT merges patch tokens
+    (``token_merge``), a seed reads the merged token that holds its patch
+    at that depth.
     """
 
     def __init__(self, detector: 'TokenFusionGroupFree3D', imgs: Tensor,
@@ -32,6 +35,7 @@ class ImageStream:
         vit = detector.img_backbone
         self.num_views = imgs.shape[1] if imgs.dim() == 5 else 1
         self.tokens, self.grid_hw = vit.embed(imgs.flatten(0, -4))
+        self.merge_state = vit.new_merge_state(self.tokens, self.grid_hw)
         self.depth = 0
         cfg = detector.fusion_cfg
         self.view, self.patch, self.valid = seeds_to_patches(
@@ -49,7 +53,7 @@ class ImageStream:
         stop = min(stop, vit.num_layers)
         if stop > self.depth:
             self.tokens = vit.forward_blocks(self.tokens, self.depth, stop,
-                                             self.grid_hw)
+                                             self.grid_hw, self.merge_state)
             self.depth = stop
 
     def fuse(self, layer: int, key: Tensor) -> Tensor:
@@ -57,13 +61,23 @@ class ImageStream:
         detector = self.detector
         self.advance((layer + 1) * detector.fusion_cfg['blocks_per_layer'])
         patches = detector.img_backbone.patch_tokens(self.tokens)
-        image_tokens = gather_image_tokens(patches, self.view, self.patch)
+        image_tokens = gather_image_tokens(patches, self.view,
+                                           self.token_of_seed())
         if detector.fusion_cfg['detach_image']:
             image_tokens = image_tokens.detach()
         fused, scores = detector.seed_fusion(layer, key.permute(1, 0, 2),
                                              image_tokens, self.valid)
         self.scores.append(scores)
         return fused.permute(1, 0, 2)
+
+    def token_of_seed(self) -> Tensor:
+        """(B, S) index of the patch token each seed reads at the current
+        depth: its patch, or the merged token holding it."""
+        if self.merge_state is None:
+            return self.patch
+        rows = self.view + self.num_views * torch.arange(
+            self.view.shape[0], device=self.view.device)[:, None]
+        return self.merge_state.token_of_patch(rows, self.patch)
 
     def det_tokens(self) -> Tensor:
         """(B * V, T, D) detection tokens after the remaining blocks."""

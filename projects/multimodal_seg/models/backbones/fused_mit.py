@@ -10,8 +10,19 @@ modality axis. How the streams meet is up to the fusion layers built from
 the ``fusion`` config (:mod:`..fusion_layers`), how many streams the blocks
 run up to the ``hub`` (one per modality, or two behind an
 :class:`~..fusion_layers.AuxiliaryHub`).
+
+Token merging (``token_merge``, per stage) makes a block cheaper without
+leaving the grid: after ``norm1`` the tokens of every stream are merged with
+one shared map (:func:`~projects.fusion_math.token_merging.grid_matching`),
+the attention queries, the fusion layers and the output projection run on
+the merged tokens, keys and values come from the unmerged grid through
+``sr``, and the attention output is copied back to the grid before the
+residual add (optionally the Mix-FFN's linear layers too). The residual
+stream, the patch embeddings, ``sr`` and the depthwise convs keep the full
+grid.
 """
-from typing import List, Optional, Sequence, Tuple, Union
+import contextlib
+from typing import Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -21,6 +32,7 @@ from mmengine.model import BaseModule
 from mmengine.runner.checkpoint import CheckpointLoader
 from mmseg.registry import MODELS
 
+from projects.fusion_math import token_merging as merging
 from projects.fusion_math.modality_layers import (ModalityConv2d,
                                                   ModalityLayerNorm,
                                                   ModalityLinear,
@@ -101,11 +113,18 @@ class EfficientAttention(nn.Module):
                 m, dims, dims, sr_ratio, stride=sr_ratio, shared=shared)
             self.norm = ModalityLayerNorm(m, dims, shared=share_norms)
 
-    def forward(self, x: torch.Tensor, hw: tuple,
-                site: FusionSite) -> torch.Tensor:
-        mb, n, c = x.shape
+    def forward(self,
+                x: torch.Tensor,
+                hw: tuple,
+                site: FusionSite,
+                merge: Optional[merging.GridMerge] = None) -> torch.Tensor:
+        """With ``merge`` the queries (and so the output) are the merged
+        tokens (M*B, N', C); keys and values always come from the grid."""
+        mb, _, c = x.shape
         heads = self.num_heads
-        q = self.q(x).reshape(mb, n, heads, c // heads).transpose(1, 2)
+        queries = x if merge is None else merging.grid_merge(merge, x)
+        n = queries.shape[1]
+        q = self.q(queries).reshape(mb, n, heads, c // heads).transpose(1, 2)
         if self.sr_ratio > 1:
             reduced = x.transpose(1, 2).reshape(mb, c, *hw)
             reduced = self.sr(reduced).flatten(2).transpose(1, 2)
@@ -132,12 +151,70 @@ class MixFFN(nn.Module):
         self.fc2 = ModalityLinear(m, hidden, dims, shared=shared)
         self.drop = nn.Dropout(drop)
 
-    def forward(self, x: torch.Tensor, hw: tuple) -> torch.Tensor:
-        x = self.fc1(x)
+    def forward(self,
+                x: torch.Tensor,
+                hw: tuple,
+                merge: Optional[merging.GridMerge] = None) -> torch.Tensor:
+        """With ``merge``, fc1 and fc2 run on the merged tokens and the
+        depthwise conv on the grid between them (copy-back, then the group
+        means again)."""
+        if merge is not None:
+            x = merging.grid_unmerge(merge,
+                                     self.fc1(merging.grid_merge(merge, x)))
+        else:
+            x = self.fc1(x)
         mb, n, c = x.shape
         x = self.dwconv(x.transpose(1, 2).reshape(mb, c, *hw))
-        x = F.gelu(x.flatten(2).transpose(1, 2))
-        return self.drop(self.fc2(self.drop(x)))
+        x = self.drop(F.gelu(x.flatten(2).transpose(1, 2)))
+        if merge is not None:
+            return merging.grid_unmerge(
+                merge, self.drop(self.fc2(merging.grid_merge(merge, x))))
+        return self.drop(self.fc2(x))
+
+
+class BlockTokenMerge:
+    """What ``FusedMiT(token_merge=[..., dict(...), ...])`` accepts for one
+    stage.
+
+    Args:
+        ratio (float): Fraction of the tokens merged in every block of the
+            stage, at most ``1 - 1 / (sy * sx)``. 0 merges nothing.
+        stride (tuple[int, int]): Destination cells (sy, sx): one
+            destination, the top-left token, per cell. Defaults to (2, 2).
+        radius (int, optional): A token looks for its destination in its
+            own and the surrounding ``radius`` cells; None: anywhere.
+            Defaults to 1.
+        merge_mlp (bool): Also run the Mix-FFN's fc1 / fc2 on the merged
+            tokens. Defaults to False.
+    """
+
+    def __init__(self,
+                 ratio: float = 0.5,
+                 stride: Sequence[int] = (2, 2),
+                 radius: Optional[int] = 1,
+                 merge_mlp: bool = False) -> None:
+        if len(stride) != 2 or min(stride) < 1:
+            raise ValueError(f'token_merge stride must be (sy, sx) >= 1, got '
+                             f'{stride!r}')
+        self.stride = (int(stride[0]), int(stride[1]))
+        merging.check_grid_ratio(ratio, self.stride)
+        if radius is not None and radius < 0:
+            raise ValueError(f'token_merge radius must be >= 0 or None, got '
+                             f'{radius!r}')
+        self.ratio, self.radius, self.merge_mlp = ratio, radius, merge_mlp
+
+    def match(self, y: torch.Tensor, streams: int,
+              hw: tuple) -> Optional[merging.GridMerge]:
+        """One merge map for the stack y (S*B, N, C), or None (ratio 0)."""
+        if not self.ratio:
+            return None
+        metric = y.reshape(streams, -1, *y.shape[1:])
+        return merging.grid_matching(metric, hw, self.ratio, self.stride,
+                                     self.radius)
+
+    def __repr__(self) -> str:
+        return (f'BlockTokenMerge(ratio={self.ratio}, stride={self.stride}, '
+                f'radius={self.radius}, merge_mlp={self.merge_mlp})')
 
 
 class FusedBlock(nn.Module):
@@ -150,13 +227,31 @@ class FusedBlock(nn.Module):
         x = x + drop_path(a)
         y = fuse_normed('norm2', norm2(x))
         x = end_block(x + drop_path(mlp(y)))
+
+    With a :class:`BlockTokenMerge` (``token_merge``), the merge map of y
+    is handed to the fusion layers (``site.merge_tokens``), ``heads``
+    computes the merged queries, so ``fuse_attention_heads``, ``proj`` and
+    ``fuse_attention_output`` see the merged tokens (S*B, N', C), and
+    ``a`` is copied back to the grid before the residual add.
     """
 
-    def __init__(self, m: int, dims: int, num_heads: int, sr_ratio: int,
-                 mlp_ratio: int, qkv_bias: bool, drop_rate: float,
-                 attn_drop_rate: float, drop_path_rate: float,
-                 share_attn: bool, share_mlp: bool, share_norms: bool) -> None:
+    def __init__(self,
+                 m: int,
+                 dims: int,
+                 num_heads: int,
+                 sr_ratio: int,
+                 mlp_ratio: int,
+                 qkv_bias: bool,
+                 drop_rate: float,
+                 attn_drop_rate: float,
+                 drop_path_rate: float,
+                 share_attn: bool,
+                 share_mlp: bool,
+                 share_norms: bool,
+                 token_merge: Optional[BlockTokenMerge] = None) -> None:
         super().__init__()
+        self.streams = m
+        self.token_merge = token_merge
         self.drop_path_rate = drop_path_rate
         self.norm1 = ModalityLayerNorm(m, dims, shared=share_norms)
         self.attn = EfficientAttention(m, dims, num_heads, sr_ratio, qkv_bias,
@@ -168,12 +263,20 @@ class FusedBlock(nn.Module):
     def forward(self, x: torch.Tensor, hw: tuple,
                 site: FusionSite) -> torch.Tensor:
         site.begin_block(x, hw)
-        attn = self.attn(
-            site.fuse_normed('norm1', self.norm1(x), self.norm1), hw, site)
-        attn = site.fuse_attention_output(attn)
+        y = site.fuse_normed('norm1', self.norm1(x), self.norm1)
+        merge = None if self.token_merge is None else \
+            self.token_merge.match(y, self.streams, hw)
+        if merge is not None:
+            site.merge_tokens(merge)
+        attn = site.fuse_attention_output(self.attn(y, hw, site, merge))
+        if merge is not None:
+            attn = merging.grid_unmerge(merge, attn)
         x = x + drop_path(attn, self.drop_path_rate, self.training)
         y = site.fuse_normed('norm2', self.norm2(x), self.norm2)
-        x = x + drop_path(self.mlp(y, hw), self.drop_path_rate, self.training)
+        mlp_merge = merge if merge is not None and \
+            self.token_merge.merge_mlp else None
+        x = x + drop_path(
+            self.mlp(y, hw, mlp_merge), self.drop_path_rate, self.training)
         return site.end_block(x)
 
 
@@ -217,6 +320,12 @@ class FusedMiT(HostsFusionLayers, BaseModule):
             Table 8).
         share_norms (bool): One LayerNorm for all streams instead of one per
             stream (Table 8). Defaults to False.
+        token_merge (Sequence[dict | None], optional): Token merging per
+            stage, one entry per stage (None: not in that stage), each the
+            arguments of :class:`BlockTokenMerge`, e.g.
+            ``[None, None, dict(ratio=0.5), None]``. No parameters are
+            added, so checkpoints load unchanged; ``ratio=0`` is the
+            unmerged model bit for bit.
         init_cfg (dict, optional): ``dict(type='Pretrained',
             checkpoint=...)`` with an NVlabs ``mit_b*.pth``, an
             mmseg-converted MiT, a checkpoint of this model or of a whole
@@ -244,6 +353,7 @@ class FusedMiT(HostsFusionLayers, BaseModule):
                  share_attn: bool = True,
                  share_mlp: bool = True,
                  share_norms: bool = False,
+                 token_merge: Optional[Sequence[Optional[dict]]] = None,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         if arch not in MIT_ARCHS:
@@ -262,6 +372,7 @@ class FusedMiT(HostsFusionLayers, BaseModule):
                 num_modalities=num_modalities, channels=self.dims))
         self.num_streams = streams = self.hub.num_streams
 
+        self.token_merge = self._stage_merges(token_merge, len(num_layers))
         rates = torch.linspace(0, drop_path_rate, sum(num_layers)).tolist()
         cursor = 0
         for s, depth in enumerate(num_layers):
@@ -277,7 +388,8 @@ class FusedMiT(HostsFusionLayers, BaseModule):
                     FusedBlock(streams, self.dims[s], num_heads[s],
                                sr_ratios[s], mlp_ratio, qkv_bias, drop_rate,
                                attn_drop_rate, rates[cursor + j], share_attn,
-                               share_mlp, share_norms) for j in range(depth)
+                               share_mlp, share_norms, self.token_merge[s])
+                    for j in range(depth)
                 ]))
             self.add_module(
                 f'norm{s + 1}',
@@ -290,6 +402,47 @@ class FusedMiT(HostsFusionLayers, BaseModule):
             num_streams=streams,
             channels=self.dims,
             depths=num_layers)
+
+    @staticmethod
+    def _stage_merges(cfg, num_stages: int) -> List[Optional[BlockTokenMerge]]:
+        if cfg is None:
+            return [None] * num_stages
+        if isinstance(cfg, dict) or len(cfg) != num_stages:
+            raise ValueError(f'token_merge must list one entry (a dict or '
+                             f'None) per stage, {num_stages} in all, e.g. '
+                             '[None, None, dict(ratio=0.5), None]; got '
+                             f'{cfg!r}')
+        stages = []
+        for s, stage_cfg in enumerate(cfg):
+            if stage_cfg is None:
+                stages.append(None)
+                continue
+            try:
+                stages.append(BlockTokenMerge(**stage_cfg))
+            except (TypeError, ValueError) as exc:
+                raise type(exc)(f'token_merge[{s}]: {exc}') from None
+        return stages
+
+    @property
+    def merges_tokens(self) -> bool:
+        """Whether some stage merges tokens (a ratio above 0)."""
+        return any(m is not None and m.ratio for m in self.token_merge)
+
+    @contextlib.contextmanager
+    def scaled_token_merge(self, scale: float) -> Iterator[None]:
+        """Within the context every stage merges ``scale`` x its ratio
+        (0: nothing; the teacher pass of the merge-consistency training)."""
+        if not 0 <= scale <= 1:
+            raise ValueError(f'scale must be in [0, 1], got {scale}')
+        stages = [m for m in self.token_merge if m is not None]
+        ratios = [m.ratio for m in stages]
+        try:
+            for stage, ratio in zip(stages, ratios):
+                stage.ratio = ratio * scale
+            yield
+        finally:
+            for stage, ratio in zip(stages, ratios):
+                stage.ratio = ratio
 
     def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
         x = split_modalities(x, self.num_modalities, self.in_channels)

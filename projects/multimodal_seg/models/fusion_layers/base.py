@@ -23,7 +23,14 @@ tensors (S*B, N, C), N tokens of an H x W grid)::
                                          drop-path and the residual add
     end_block(s, j, x)                   the block output
 
-Every point except ``begin_block`` returns the (fused) tensor. A backbone
+Every point except ``begin_block`` returns the (fused) tensor. When the
+backbone merges a block's tokens (``FusedMiT(token_merge=...)``), it calls
+``merge_tokens(s, j, merge)`` after ``fuse_normed('norm1')``: the tensors of
+``fuse_attention_heads`` and ``fuse_attention_output`` are then the merged
+tokens (S*B, N', C) of the shared merge map ``merge``
+(:class:`~projects.fusion_math.token_merging.GridMerge`), still aligned
+across streams; a layer that keeps per-token state from ``begin_block``
+merges it there. A backbone
 declares the points it hosts; building a layer that needs a point its
 backbone does not host is an error that names both.
 
@@ -149,6 +156,10 @@ class BaseFusionLayer(BaseModule):
     def end_block(self, stage: int, block: int, x: Tensor) -> Tensor:
         return x
 
+    def merge_tokens(self, stage: int, block: int, merge) -> None:
+        """The block merges its tokens with ``merge`` (see the module doc);
+        a layer without per-token state has nothing to do."""
+
     # -- what the layer recorded in the last forward --------------------
     def begin_forward(self) -> None:
         """Called by the backbone before every forward: forget what the
@@ -200,6 +211,10 @@ class FusionSite:
         for layer in self.layers:
             x = layer.end_block(self.stage, self.block, x)
         return x
+
+    def merge_tokens(self, merge) -> None:
+        for layer in self.layers:
+            layer.merge_tokens(self.stage, self.block, merge)
 
 
 class FusionLayers(nn.ModuleList):

@@ -7,6 +7,7 @@ import torch.nn as nn
 from mmseg.registry import MODELS
 from torch import Tensor
 
+from projects.fusion_math import token_merging as merging
 # yapf: disable
 from projects.fusion_math.token_exchange import (ScorePredictor,
                                                  allocation_for_grid,
@@ -105,6 +106,8 @@ class TokenExchange(BaseFusionLayer):
         self.scores: List[Tensor] = []
         self.score_blocks: List[str] = []
         self._allocation: Optional[Tensor] = None
+        self._merge: Optional[merging.GridMerge] = None
+        self._merged_allocation: Optional[Tensor] = None
 
     @property
     def block_names(self) -> List[str]:
@@ -122,6 +125,16 @@ class TokenExchange(BaseFusionLayer):
         self.score_blocks.append(f'block{stage + 1}.{block}')
         self._allocation = None if self.allocation is None else \
             allocation_for_grid(self.allocation[stage], *hw)
+        self._merge = None
+
+    def merge_tokens(self, stage: int, block: int, merge) -> None:
+        """The attention output will be the merged tokens: its exchange uses
+        the group means of the scores and the allocation of each group's
+        first grid position, per image."""
+        self._merge = merge
+        if self._allocation is not None:
+            first = merging.group_first(merge)  # (B, N')
+            self._merged_allocation = self._allocation[:, first]
 
     def _stacked(self, y: Tensor) -> Tensor:
         return y.reshape(self.num_streams, -1, *y.shape[1:])
@@ -129,9 +142,15 @@ class TokenExchange(BaseFusionLayer):
     def fuse_attention_output(self, stage: int, block: int,
                               y: Tensor) -> Tensor:
         stacked, scores = self._stacked(y), self.scores[-1]
+        allocation = self._allocation
+        if self._merge is not None:
+            scores = merging.grid_merge(self._merge,
+                                        scores.flatten(0, 1)[..., None])
+            scores = scores[..., 0].reshape(stacked.shape[:3])
+            allocation = self._merged_allocation
         if self.variant == 'attention':
             stacked = fuse_attention_output(stacked, scores, self.threshold,
-                                            self._allocation)
+                                            allocation)
         else:
             stacked = stacked * scores.unsqueeze(-1)
         return stacked.reshape(y.shape)

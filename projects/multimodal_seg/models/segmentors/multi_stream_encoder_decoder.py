@@ -91,7 +91,12 @@ class MultiStreamEncoderDecoder(EncoderDecoder):
         return (weights * logits.detach()).sum(0)
 
     def loss(self, inputs: torch.Tensor, data_samples) -> dict:
-        logits = self.stream_logits(inputs)
+        return self.stream_losses(self.stream_logits(inputs), data_samples)
+
+    def stream_losses(self, logits: torch.Tensor, data_samples) -> dict:
+        """The training losses of stream logits (S, B, K, h, w) just
+        computed: CE of every stream and of the ensemble, and the fusion
+        layers' terms of that forward (recorded statistics kept)."""
         losses = dict()
         for name, logit in zip(self.stream_names, logits):
             losses.update(

@@ -9,8 +9,7 @@ import torch
 
 from projects.fusion_math import token_merging as merging
 from projects.multimodal_det3d.models.backbones.yolos_vit import YOLOSViT
-from projects.multimodal_det3d.models.detectors.tokenfusion_groupfree3d import \
-    ImageStream
+from projects.multimodal_det3d.models.detectors import tokenfusion_groupfree3d
 from .test_tokenfusion_groupfree3d import (build_detector, run,
                                            synthetic_batch, tiny_fusion_cfg)
 
@@ -155,7 +154,8 @@ def test_seeds_read_the_merged_token_holding_their_patch(
         vit, 'new_merge_state',
         functools.partial(vit.new_merge_state, trace_source=True))
     reads = []
-    original = ImageStream.token_of_seed
+    stream_class = tokenfusion_groupfree3d.ImageStream
+    original = stream_class.token_of_seed
 
     def recording(stream):
         token = original(stream)
@@ -163,7 +163,7 @@ def test_seeds_read_the_merged_token_holding_their_patch(
                       vit.patch_tokens(stream.tokens).detach().clone()))
         return token
 
-    monkeypatch.setattr(ImageStream, 'token_of_seed', recording)
+    monkeypatch.setattr(stream_class, 'token_of_seed', recording)
     gathered = []
     model.seed_fusion.register_forward_hook(
         lambda module, args, out: gathered.append(args[2].detach()))

@@ -7,30 +7,36 @@ import torch
 from mmengine.config import Config
 from mmseg.registry import MODELS
 
-from projects.multimodal_seg.models.segmentors import \
-    confident_pixel_consistency
+from projects.multimodal_seg.models.segmentors import (
+    confident_pixel_consistency, confident_pixels)
 from ..utils import REPO_ROOT, seg_samples
 
 FINE_TUNE = (f'{REPO_ROOT}/configs/geminifusion/'
              'geminifusion-merge_mit-tiny_1xb8-200-ft_synthetic-rgbd-64x64.py')
 
 
-def test_consistency_over_the_confident_pixels():
-    student = torch.zeros(1, 2, 1, 3, requires_grad=True)
-    with torch.no_grad():
-        student[0, 0, 0] = torch.tensor([3., 0., 0.])  # p(class 0) 0.95
-    teacher = torch.zeros(1, 2, 1, 3)
-    teacher[0, 1, 0] = torch.tensor([2., 4., 6.])
+def test_confident_pixels_and_their_consistency():
+    logits = torch.zeros(1, 2, 1, 3)
+    logits[0, 0, 0] = torch.tensor([3., 0., 0.])  # p(class 0) 0.95, 0.5
     labels = torch.tensor([[[0, 0, 255]]])
-    # pixel 0: confident (0.95 > 0.4); pixel 1: p 0.5 > 0.4, confident;
-    # pixel 2: ignored
-    value = confident_pixel_consistency(student, teacher, labels, 0.4, 255)
-    expected = (((3 - 0)**2 + (0 - 2)**2) / 2 + (0 + 16) / 2) / 2
-    assert torch.isclose(value, torch.tensor(expected))
+    confident = confident_pixels(logits, labels, 0.4, 255)
+    assert confident.tolist() == [[[True, True, False]]]
+    assert confident_pixels(logits, labels, 0.6, 255).tolist() == \
+        [[[True, False, False]]]
+    # labels at twice the logits' size are nearest-resized
+    big = labels.repeat_interleave(2, 1).repeat_interleave(2, 2)
+    assert torch.equal(confident_pixels(logits, big, 0.4, 255), confident)
+    student = torch.zeros(1, 2, 1, 3, requires_grad=True)
+    teacher = torch.zeros(1, 2, 1, 3)
+    teacher[0, :, 0, 0] = torch.tensor([2., 4.])
+    teacher[0, :, 0, 1] = torch.tensor([1., 1.])
+    teacher[0, :, 0, 2] = torch.tensor([9., 9.])  # not confident
+    value = confident_pixel_consistency(student, teacher, confident)
+    assert torch.isclose(value, torch.tensor(((4 + 16) / 2 + 1) / 2))
     value.backward()
-    assert student.grad[0, :, 0, 2].abs().sum() == 0  # ignored pixel
-    # β above every probability: nothing confident, a zero with a graph
-    none = confident_pixel_consistency(student, teacher, labels, 0.99, 255)
+    assert student.grad[0, :, 0, 2].abs().sum() == 0
+    none = confident_pixel_consistency(student, teacher,
+                                       torch.zeros_like(confident))
     assert float(none) == 0 and none.requires_grad
 
 
@@ -40,18 +46,13 @@ def build(cfg_model):
     return model
 
 
-def test_teacher_runs_unmerged_and_student_merged(monkeypatch):
+def test_teacher_runs_unmerged_and_student_merged():
     cfg = Config.fromfile(FINE_TUNE).model
     model = build(copy.deepcopy(cfg))
     calls = []
-    original = type(model).stream_logits
-
-    def recording(self, inputs):
-        ratios = [m.ratio for m in self.backbone.token_merge if m]
-        calls.append(ratios)
-        return original(self, inputs)
-
-    monkeypatch.setattr(type(model), 'stream_logits', recording)
+    model.backbone.register_forward_pre_hook(
+        lambda backbone, args: calls.append(
+            [m.ratio for m in backbone.token_merge if m]))
     torch.manual_seed(0)
     losses = model.loss(torch.randn(2, 6, 64, 64), seg_samples(2))
     assert calls == [[0.5, 0.5, 0.5], [0., 0., 0.]]  # student, teacher

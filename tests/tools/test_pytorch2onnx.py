@@ -32,6 +32,8 @@ GEMINIFUSION = 'configs/geminifusion/' \
     'geminifusion_mit-tiny_1xb8-1k_synthetic-rgbd-64x64.py'
 GEMINIFUSION_RGBDEL = 'configs/geminifusion/' \
     'geminifusion_mit-tiny_1xb8-3k_synthetic-rgbdel-64x64.py'
+GEMINIFUSION_MERGE = 'configs/geminifusion/' \
+    'geminifusion-merge_mit-tiny_1xb8-200-ft_synthetic-rgbd-64x64.py'
 GEMINIFUSION_SWIN = 'configs/geminifusion/' \
     'geminifusion_swin-tiny_1xb8-1k_synthetic-rgbd-64x64.py'
 SEGFORMER = 'configs/segformer/' \
@@ -303,6 +305,9 @@ def test_unsupported_inputs_are_errors(tmp_path):
     assert not (tmp_path / 'swin.onnx').exists()
     with pytest.raises(pytorch2onnx.ExportError, match='opsets 14 to 20'):
         export(swin, str(tmp_path / 'swin.onnx'), (64, 64), opset=13)
+    merging = DeployableSegmentor(tiny_model(GEMINIFUSION_MERGE))
+    with pytest.raises(UnsupportedModelError, match='token_merge'):
+        export(merging, str(tmp_path / 'merge.onnx'), (64, 64))
     with pytest.raises(SystemExit) as exit_:  # no checkpoint
         pytorch2onnx.parse_args(
             [osp.join(REPO_ROOT, TOKENFUSION), '--shape', '64', '64'])

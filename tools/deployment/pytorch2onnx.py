@@ -273,10 +273,19 @@ def check_exportable(deployable: DeployableSegmentor, dynamic: bool,
     """Refuse what would export but not compute what was asked.
 
     Raises:
-        UnsupportedModelError: ``dynamic`` with a Swin backbone.
+        UnsupportedModelError: ``dynamic`` with a Swin backbone; a backbone
+            that merges tokens.
         ExportError: An opset outside :data:`MIN_OPSET` ..
             :data:`MAX_OPSET`.
     """
+    if getattr(deployable.segmentor.backbone, 'merges_tokens', False):
+        raise UnsupportedModelError(
+            'model.backbone.token_merge is set: the per-image matching of '
+            'token merging (sorting, scatters into a data-dependent number '
+            'of tokens) is not part of the exported graph contract. Export '
+            'the model without it (--cfg-options model.backbone.token_merge='
+            'None); merging adds no parameters, so the checkpoint loads '
+            'unchanged.')
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise ExportError(
             f'--opset {opset}: opsets {MIN_OPSET} to {MAX_OPSET} are '

@@ -64,6 +64,11 @@ class SegFormerMLPHead(BaseDecodeHead):
         self.linear_pred = nn.Conv2d(self.channels, self.out_channels, 1)
 
     def forward(self, inputs: List[torch.Tensor]) -> torch.Tensor:
+        return self.cls_seg(self.features(inputs))
+
+    def features(self, inputs: List[torch.Tensor]) -> torch.Tensor:
+        """The fused per-pixel features (B, E, h, w) before the classifier
+        (``linear_fuse``'s output, at the first level's size)."""
         feats = self._transform_inputs(inputs)
         size = feats[0].shape[2:]
         embedded = [
@@ -74,8 +79,7 @@ class SegFormerMLPHead(BaseDecodeHead):
                 align_corners=self.align_corners) if i else getattr(
                     self, f'linear_c{i + 1}')(x) for i, x in enumerate(feats)
         ]
-        x = self.linear_fuse(torch.cat(embedded[::-1], dim=1))
-        return self.cls_seg(x)
+        return self.linear_fuse(torch.cat(embedded[::-1], dim=1))
 
     def cls_seg(self, feat: torch.Tensor) -> torch.Tensor:
         if self.dropout is not None:

@@ -36,6 +36,8 @@ FUSION_CONFIG = ('configs/tokenfusion3d/tokenfusion3d_groupfree3d-tiny_'
                  'vit-4x64_1xb8-24e_synthetic-3d.py')
 SOFT_GATE_CONFIG = ('configs/tokenfusion3d/tokenfusion3d-softgate_groupfree3d-'
                     'tiny_vit-4x64_1xb8-24e_synthetic-3d.py')
+MERGE_CONFIG = ('configs/tokenfusion3d/tokenfusion3d-merge-r0.5_groupfree3d-'
+                'tiny_vit-4x64_1xb8-24e_synthetic-3d.py')
 # key: (row name, config, --cfg-options of the training); the drawn models
 # take none (the drawing builds the model from the config alone)
 MODELS = {
@@ -51,6 +53,8 @@ MODELS = {
                     ('model.fusion.threshold=1.0', )),
     'no_fusion': ('control: θ=0, λ=0, no fusion', FUSION_CONFIG,
                   ('model.fusion.threshold=0.0', 'model.sparsity_weight=0.0')),
+    'token_merge': ('TokenFusion, reference rule, ViT token merging r=0.5',
+                    MERGE_CONFIG, ()),
 }
 # Over 3 seeds the soft gate and the reference rule both beat points only
 # by more than a standard deviation without losing any class by more than

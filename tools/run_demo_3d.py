@@ -53,8 +53,8 @@ MODELS = {
                     ('model.fusion.threshold=1.0', )),
     'no_fusion': ('control: θ=0, λ=0, no fusion', FUSION_CONFIG,
                   ('model.fusion.threshold=0.0', 'model.sparsity_weight=0.0')),
-    'token_merge': ('TokenFusion, reference rule, ViT token merging r=0.5',
-                    MERGE_CONFIG, ()),
+    'token_merge':
+    ('TokenFusion, reference rule, ViT token merging r=0.5', MERGE_CONFIG, ()),
 }
 # Over 3 seeds the soft gate and the reference rule both beat points only
 # by more than a standard deviation without losing any class by more than

@@ -10,7 +10,8 @@ PointNet++ backbone and GroupFree3D head cannot run on CPU.
 
 :func:`install` wraps each of these public objects in a dispatcher that calls
 mmcv's original when the first tensor argument is on CUDA and the matching
-function of :mod:`projects.common.cpu_point_ops.torch_ops` otherwise (CPU, or
+function of :mod:`projects.common.cpu_point_ops.torch_ops` (or, for the sparse
+convolution, :mod:`.sparse_conv`) otherwise (CPU, or
 any device without an mmcv kernel, since the torch versions are
 device-agnostic).
 
@@ -36,6 +37,13 @@ What is patched, and why:
   at run time, which are replaced. This also puts the FPS dispatch above
   ``FurthestPointSampling.forward``, whose ``torch.cuda.IntTensor``
   allocation is what fails on CPU.
+- The sparse convolution's ``get_indice_pairs`` (``mmcv.ops.sparse_ops``)
+  and ``indice_conv`` / ``indice_subm_conv`` / ``indice_inverse_conv``
+  (``mmcv.ops.sparse_functional``) go to :mod:`.sparse_conv`: mmcv's
+  ``SparseConvolution`` calls them through those modules, so that
+  ``SparseConv3d``, ``SubMConv3d`` and ``SparseInverseConv3d`` (mmdet3d's
+  ``SparseEncoder``) run on CPU tensors. ``fused_indice_conv`` (``fused_bn``)
+  is not patched.
 - ``points_in_boxes_cpu`` has a CPU kernel and is left alone; mmdet3d's box
   structures call ``points_in_boxes_part``/``_all`` through module
   references in ``mmdet3d.structures.bbox_3d.base_box3d``, which the scan
@@ -53,7 +61,7 @@ from typing import Callable, Dict, Set, Tuple
 
 from torch import Tensor
 
-from . import torch_ops
+from . import sparse_conv, torch_ops
 
 #: op name -> mmcv module that defines its public object.
 OP_MODULES: Dict[str, str] = {
@@ -67,6 +75,12 @@ OP_MODULES: Dict[str, str] = {
     'knn': 'mmcv.ops.knn',
     'points_in_boxes_part': 'mmcv.ops.points_in_boxes',
     'points_in_boxes_all': 'mmcv.ops.points_in_boxes',
+    # sparse convolution (voxel models such as MVX-Net's SparseEncoder);
+    # the pure-torch versions are in :mod:`.sparse_conv`
+    'get_indice_pairs': 'mmcv.ops.sparse_ops',
+    'indice_conv': 'mmcv.ops.sparse_functional',
+    'indice_subm_conv': 'mmcv.ops.sparse_functional',
+    'indice_inverse_conv': 'mmcv.ops.sparse_functional',
 }
 
 #: Loaded modules with these name prefixes are scanned for references.
@@ -112,7 +126,8 @@ def make_dispatcher(name: str, original: Callable,
     dispatcher.__name__ = dispatcher.__qualname__ = name
     dispatcher.__module__ = __name__
     dispatcher.__doc__ = (
-        f'mmcv ``{name}`` on CUDA tensors, ``torch_ops.{name}`` otherwise.'
+        f'mmcv ``{name}`` on CUDA tensors, ``{fallback.__module__}.{name}`` '
+        'otherwise.'
         f'\n\n{inspect.getdoc(fallback)}')
     dispatcher.__signature__ = inspect.signature(fallback)
     dispatcher.original = original
@@ -135,8 +150,8 @@ def _collect_originals() -> None:
         # a dispatcher from an earlier copy of this module wraps the original
         original = getattr(current, 'original', current)
         ORIGINALS[name] = original
-        DISPATCHERS[name] = make_dispatcher(name, original,
-                                            getattr(torch_ops, name))
+        fallback = getattr(torch_ops, name, None) or getattr(sparse_conv, name)
+        DISPATCHERS[name] = make_dispatcher(name, original, fallback)
 
 
 def install(prefixes: Tuple[str, ...] = SCANNED_PREFIXES) -> int:

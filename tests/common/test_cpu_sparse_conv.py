@@ -1,9 +1,10 @@
-"""CPU sparse convolution (``cpu_point_ops.sparse_conv``): mmcv's
+"""CPU voxel ops: sparse convolution (``cpu_point_ops.sparse_conv``): mmcv's
 ``SparseConv3d`` / ``SubMConv3d`` / ``SparseInverseConv3d`` on CPU tensors
 equal dense ``conv3d`` / ``conv_transpose3d`` on the active sites, with the
 same gradients, and mmdet3d's SECOND ``SparseEncoder`` (MVX-Net's middle
 encoder) runs forward and backward; on CUDA the fallback equals mmcv's
-kernels (skipped without a GPU)."""
+kernels (skipped without a GPU); ``dynamic_scatter`` reduces each voxel's
+points as a per-voxel loop does."""
 import pytest
 import torch
 import torch.nn.functional as F
@@ -11,6 +12,7 @@ import torch.nn.functional as F
 import projects.common.cpu_point_ops  # noqa: F401  (installs the dispatch)
 from projects.common.cpu_point_ops import DISPATCHERS
 from projects.common.cpu_point_ops import sparse_conv as cpu_sparse
+from projects.common.cpu_point_ops import torch_ops
 
 SHAPE = (6, 7, 8)
 
@@ -176,3 +178,36 @@ def test_fallback_matches_the_cuda_kernels(subm):
     rows = [order[tuple(s)] for s in kernel[0].cpu().tolist()]
     torch.testing.assert_close(
         expected.cpu(), result[rows], atol=1e-4, rtol=1e-4)
+
+
+# ------------------------------------------------- dynamic voxel scatter
+@pytest.mark.parametrize('reduce_type', ['max', 'sum', 'mean'])
+def test_dynamic_scatter_reduces_each_voxel(reduce_type):
+    from mmcv.ops import DynamicScatter
+    generator = torch.Generator().manual_seed(3)
+    coors = torch.randint(0, 3, (200, 3), generator=generator).int()
+    coors[::17, 1] = -1  # outside the voxel range: dropped
+    feats = torch.randn(200, 5, generator=generator, requires_grad=True)
+    voxel_feats, voxel_coors = DynamicScatter(
+        [1, 1, 1], [0, 0, 0, 3, 3, 3], reduce_type == 'mean')(feats, coors) \
+        if reduce_type != 'sum' else \
+        torch_ops.dynamic_scatter(feats, coors, 'sum')
+    kept = (coors >= 0).all(1)
+    expected_coors = torch.unique(coors[kept], dim=0)
+    assert torch.equal(voxel_coors, expected_coors)
+    assert voxel_coors.dtype == torch.int32
+    reduce = {
+        'max': lambda f: f.max(0)[0],
+        'sum': lambda f: f.sum(0),
+        'mean': lambda f: f.mean(0)
+    }[reduce_type]
+    expected = torch.stack(
+        [reduce(feats[kept & (coors == c).all(1)]) for c in expected_coors])
+    torch.testing.assert_close(voxel_feats, expected)
+    upstream = torch.randn_like(voxel_feats)
+    (grad, ) = torch.autograd.grad((voxel_feats * upstream).sum(), feats)
+    (expected_grad, ) = torch.autograd.grad((expected * upstream).sum(), feats)
+    torch.testing.assert_close(grad, expected_grad)
+    assert grad[~kept].abs().sum() == 0
+    with pytest.raises(ValueError, match='reduce_type'):
+        torch_ops.dynamic_scatter(feats, coors, 'min')

@@ -3,10 +3,11 @@
 mmcv 2.1.0 implements ``furthest_point_sample``,
 ``furthest_point_sample_with_dist``, ``gather_points``, ``ball_query``,
 ``grouping_operation``, ``three_nn``, ``three_interpolate``, ``knn``,
-``points_in_boxes_part`` and ``points_in_boxes_all`` for CUDA only; on CPU
-tensors they fail (``implementation for device cpu not found``,
-``torch.cuda.IntTensor`` not available, or a CUDA assertion), so mmdet3d's
-PointNet++ backbone and GroupFree3D head cannot run on CPU.
+``points_in_boxes_part``, ``points_in_boxes_all``, ``dynamic_scatter`` and
+the sparse convolution for CUDA only; on CPU tensors they fail
+(``implementation for device cpu not found``, ``torch.cuda.IntTensor`` not
+available, or a CUDA assertion), so mmdet3d's PointNet++ backbone,
+GroupFree3D head and voxel models cannot run on CPU.
 
 :func:`install` wraps each of these public objects in a dispatcher that calls
 mmcv's original when the first tensor argument is on CUDA and the matching
@@ -37,6 +38,9 @@ What is patched, and why:
   at run time, which are replaced. This also puts the FPS dispatch above
   ``FurthestPointSampling.forward``, whose ``torch.cuda.IntTensor``
   allocation is what fails on CPU.
+- ``dynamic_scatter`` (``mmcv.ops.scatter_points``): mmcv's
+  ``DynamicScatter`` module (mmdet3d's dynamic voxel encoders, MVX-Net's
+  ``DynamicVFE``) calls it there.
 - The sparse convolution's ``get_indice_pairs`` (``mmcv.ops.sparse_ops``)
   and ``indice_conv`` / ``indice_subm_conv`` / ``indice_inverse_conv``
   (``mmcv.ops.sparse_functional``) go to :mod:`.sparse_conv`: mmcv's
@@ -75,6 +79,7 @@ OP_MODULES: Dict[str, str] = {
     'knn': 'mmcv.ops.knn',
     'points_in_boxes_part': 'mmcv.ops.points_in_boxes',
     'points_in_boxes_all': 'mmcv.ops.points_in_boxes',
+    'dynamic_scatter': 'mmcv.ops.scatter_points',
     # sparse convolution (voxel models such as MVX-Net's SparseEncoder);
     # the pure-torch versions are in :mod:`.sparse_conv`
     'get_indice_pairs': 'mmcv.ops.sparse_ops',

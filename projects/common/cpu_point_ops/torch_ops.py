@@ -684,3 +684,34 @@ def points_in_boxes_all(points: Tensor, boxes: Tensor) -> Tensor:
     """
     _check_points_and_boxes(points, boxes)
     return _points_in_boxes_mask(points, boxes).int()
+
+
+def dynamic_scatter(feats: Tensor,
+                    coors: Tensor,
+                    reduce_type: str = 'max') -> Tuple[Tensor, Tensor]:
+    """mmcv ``dynamic_scatter``: reduce the features (N, C) of the points
+    sharing a voxel coordinate (N, ndim) -> ``(voxel_feats (M, C),
+    voxel_coors (M, ndim))``.
+
+    As the CUDA kernel: points with a negative coordinate (outside the
+    voxel range) are dropped; the voxels are the unique coordinates in
+    ascending (lexicographic) order; ``'max'``, ``'sum'`` or ``'mean'`` over
+    each voxel's points. Differentiable w.r.t. ``feats``; for ``'max'``
+    tied maxima share the gradient (the kernel gives it to one of them).
+    """
+    reductions = {'max': 'amax', 'sum': 'sum', 'mean': 'mean'}
+    if reduce_type not in reductions:
+        raise ValueError(f'reduce_type must be one of {sorted(reductions)}, '
+                         f'got {reduce_type!r}')
+    clean = coors.masked_fill((coors < 0).any(-1, keepdim=True), -1)
+    voxel_coors, voxel_of_point = torch.unique(
+        clean, dim=0, return_inverse=True)
+    if voxel_coors.shape[0] and bool((voxel_coors[0] < 0).all()):
+        voxel_coors = voxel_coors[1:]  # the dropped points' (-1, ..., -1)
+        voxel_of_point = voxel_of_point - 1
+    kept = voxel_of_point >= 0
+    index = voxel_of_point[kept][:, None].expand(-1, feats.shape[1])
+    voxel_feats = feats.new_zeros(voxel_coors.shape[0], feats.shape[1])
+    voxel_feats = voxel_feats.scatter_reduce(
+        0, index, feats[kept], reductions[reduce_type], include_self=False)
+    return voxel_feats, voxel_coors

@@ -217,3 +217,19 @@ def test_fused_block_token_mode_substitutes_whole_tokens():
         keep = (scores >= 0.02)[..., None]
         expected = torch.where(keep, full, full.flip(0)).reshape(6, 16, 16)
     torch.testing.assert_close(out, expected)
+
+
+def test_builds_in_a_process_left_in_another_registry_scope():
+    # a process that built an mmdet3d model may keep mmdet3d's default
+    # scope, where the hub and the fusion layers are unknown names
+    from mmengine.registry import DefaultScope
+
+    import projects.multimodal_det3d  # noqa: F401  (registers the scope)
+    with DefaultScope.overwrite_default_scope('mmdet3d'):
+        model = FusedMiT(
+            fusion=[TOKEN_EXCHANGE,
+                    dict(type='GeminiFusion', heads=2)],
+            hub=dict(type='ModalityStreams'),
+            **TINY)
+    assert [type(layer).__name__ for layer in model.fusion_layers] == \
+        ['TokenExchange', 'GeminiFusion']

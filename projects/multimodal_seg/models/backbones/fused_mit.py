@@ -38,7 +38,7 @@ from projects.fusion_math.modality_layers import (ModalityConv2d,
                                                   ModalityLinear,
                                                   split_modalities)
 from ..fusion_layers.base import (FUSION_POINTS, FusionLayers, FusionSite,
-                                  HostsFusionLayers)
+                                  HostsFusionLayers, build_seg_module)
 from .mit_checkpoint import mit_to_fused
 
 # SegFormer presets (embed_dims of stage 1, blocks per stage)
@@ -366,10 +366,10 @@ class FusedMiT(HostsFusionLayers, BaseModule):
         self.out_indices = tuple(out_indices)
         self.dims = [embed_dims * h for h in num_heads]
         self.depths = num_layers
-        self.hub = MODELS.build(
+        self.hub = build_seg_module(
             hub or dict(type='ModalityStreams'),
-            default_args=dict(
-                num_modalities=num_modalities, channels=self.dims))
+            num_modalities=num_modalities,
+            channels=self.dims)
         self.num_streams = streams = self.hub.num_streams
 
         self.token_merge = self._stage_merges(token_merge, len(num_layers))

@@ -217,6 +217,16 @@ class FusionSite:
             layer.merge_tokens(self.stage, self.block, merge)
 
 
+def build_seg_module(cfg: dict, **default_args) -> nn.Module:
+    """Build a module of this package (a fusion layer, a hub) from mmseg's
+    registry whatever the process's default scope: a process that built an
+    mmdet3d model earlier may still have mmdet3d's scope current, where
+    these names are unknown. A ``_scope_`` in ``cfg`` wins."""
+    cfg = dict(cfg)
+    cfg.setdefault('_scope_', 'mmseg')
+    return MODELS.build(cfg, default_args=default_args)
+
+
 class FusionLayers(nn.ModuleList):
     """The fusion layers of one backbone, built from its ``fusion`` config
     (None, one dict or a list of dicts, applied in list order at every
@@ -234,8 +244,7 @@ class FusionLayers(nn.ModuleList):
                  hosted_points: Sequence[str], **default_args) -> None:
         cfgs = [] if cfg is None else [cfg] if isinstance(cfg,
                                                           dict) else list(cfg)
-        super().__init__(
-            MODELS.build(c, default_args=default_args) for c in cfgs)
+        super().__init__(build_seg_module(c, **default_args) for c in cfgs)
         for layer in self:
             if not isinstance(layer, BaseFusionLayer):
                 raise TypeError(f'{host}: fusion layer {type(layer).__name__}'

@@ -50,6 +50,7 @@ import math
 from typing import NamedTuple, Optional, Tuple, Union
 
 import torch
+import torch.nn.functional as F
 
 # Token weights of the pooling types (the reference's pooling_type index):
 # a merged token is the weighted mean of its members (or their maximum).
@@ -474,6 +475,37 @@ def unmerge(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     holds: (B, T_0, C), with ``index`` (B, T_0) from :func:`merge_index`
     (composed over steps with :func:`compose_index`)."""
     return x.gather(1, index[..., None].expand(-1, -1, x.shape[-1]))
+
+
+def qkv_heads(x: torch.Tensor,
+              weight: torch.Tensor,
+              bias: Optional[torch.Tensor],
+              num_heads: int,
+              first: int = 0,
+              count: int = 3) -> Tuple[torch.Tensor, ...]:
+    """Parts ``first .. first + count - 1`` (0 q, 1 k, 2 v) of a fused qkv
+    projection (``weight`` (3C, C), ``bias`` (3C,)) of tokens x (B, N, C),
+    split into heads: a tuple of (B, H, N, C / H). Only the rows of the
+    parts asked for are computed (the one-step-ahead attention needs no
+    values of the unmerged tokens, the merged tokens no queries or keys)."""
+    channels = weight.shape[1]
+    rows = slice(first * channels, (first + count) * channels)
+    out = F.linear(x, weight[rows], None if bias is None else bias[rows])
+    batch, num, _ = x.shape
+    return tuple(
+        out.reshape(batch, num, count, num_heads,
+                    channels // num_heads).permute(2, 0, 3, 1, 4))
+
+
+def attention_probs(q: torch.Tensor,
+                    k: torch.Tensor,
+                    bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """softmax(q k^T / sqrt(d) [+ bias]) for (B, H, N, d) queries and keys,
+    e.g. with :func:`proportional_attention_bias`."""
+    logits = (q @ k.transpose(-2, -1)) * q.shape[-1]**-0.5
+    if bias is not None:
+        logits = logits + bias
+    return logits.softmax(dim=-1)
 
 
 def proportional_attention_bias(size: torch.Tensor) -> torch.Tensor:

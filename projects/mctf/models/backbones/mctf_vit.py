@@ -47,44 +47,20 @@ class MergeTrace(NamedTuple):
     source: Optional[torch.Tensor]
 
 
-def _heads(layer, x: torch.Tensor, parts: int) -> torch.Tensor:
-    """(B, N, parts * C) -> (parts, B, H, N, d)."""
-    attn = layer.attn
-    b, n, _ = x.shape
-    return x.reshape(b, n, parts, attn.num_heads,
-                     attn.head_dims).permute(2, 0, 3, 1, 4)
-
-
-def _attention_parts(layer, x: torch.Tensor):
-    """q, k, v of mmpretrain's ``MultiheadAttention`` on normed tokens x
-    (B, N, C): each (B, H, N, d)."""
-    return tuple(_heads(layer, layer.attn.qkv(x), 3))
-
-
-def _query_key(layer, x: torch.Tensor):
-    """q and k only (the first 2C rows of the qkv projection): the
-    one-step-ahead attention needs no values of the unmerged tokens."""
+def _attention_parts(layer, x: torch.Tensor, first: int = 0, count: int = 3):
+    """Parts ``first .. first + count - 1`` (q, k, v) of mmpretrain's
+    ``MultiheadAttention`` on normed tokens x (B, N, C): each (B, H, N, d)."""
     qkv = layer.attn.qkv
-    c = layer.attn.embed_dims
-    bias = None if qkv.bias is None else qkv.bias[:2 * c]
-    return tuple(_heads(layer, F.linear(x, qkv.weight[:2 * c], bias), 2))
-
-
-def _value(layer, x: torch.Tensor) -> torch.Tensor:
-    """v only (the last C rows of the qkv projection)."""
-    qkv = layer.attn.qkv
-    c = layer.attn.embed_dims
-    bias = None if qkv.bias is None else qkv.bias[2 * c:]
-    return _heads(layer, F.linear(x, qkv.weight[2 * c:], bias), 1)[0]
+    return merging.qkv_heads(x, qkv.weight, qkv.bias, layer.attn.num_heads,
+                             first, count)
 
 
 def _attention_map(q: torch.Tensor, k: torch.Tensor,
                    size: Optional[torch.Tensor]) -> torch.Tensor:
     """softmax(q k^T / sqrt(d) [+ log size of the key])."""
-    logits = (q @ k.transpose(-2, -1)) * q.shape[-1]**-0.5
-    if size is not None:
-        logits = logits + merging.proportional_attention_bias(size)
-    return logits.softmax(dim=-1)
+    return merging.attention_probs(
+        q, k,
+        None if size is None else merging.proportional_attention_bias(size))
 
 
 def _attention_output(layer, attn: torch.Tensor,
@@ -293,15 +269,19 @@ class MCTFVisionTransformer(VisionTransformer):
             return x
         if self.placement == 'precise':
             with torch.no_grad():
-                attn = _attention_map(*_query_key(layer, layer.ln1(x)), size)
+                attn = _attention_map(
+                    *_attention_parts(layer, layer.ln1(x), count=2), size)
             x = self._merge(state, x, x, attn, r)[1]
             size = state['size'] if self.prop_attn else None
             q, k, v = _attention_parts(layer, layer.ln1(x))
             x = x + _attention_output(layer, _attention_map(q, k, size), v)
             return layer.ffn(layer.ln2(x), identity=x)
         # one step ahead: merge with this layer's attention, then reuse it
-        attn = _attention_map(*_query_key(layer, layer.ln1(x)), size)
+        attn = _attention_map(*_attention_parts(layer, layer.ln1(x), count=2),
+                              size)
         matching, x, old_size = self._merge(state, x, x, attn, r)
         attn = merging.merge_attention(matching, attn, old_size, self.pooling)
-        x = x + _attention_output(layer, attn, _value(layer, layer.ln1(x)))
+        x = x + _attention_output(
+            layer, attn,
+            _attention_parts(layer, layer.ln1(x), first=2, count=1)[0])
         return layer.ffn(layer.ln2(x), identity=x)

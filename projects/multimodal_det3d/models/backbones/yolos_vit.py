@@ -325,23 +325,16 @@ def _merging_block(block: 'Block', x: Tensor, r: int, state: PatchMergeState,
     batch, num, dims = x.shape
     heads = attn_module.num_heads
     bias = _key_bias(state, num, num_det) if cfg.prop_attn else None
-    normed = block.norm1(x)
     weight, qkv_bias = attn_module.qkv.weight, attn_module.qkv.bias
     if r == 0:
-        qkv = F.linear(normed, weight,
-                       qkv_bias).reshape(batch, num, 3, heads,
-                                         dims // heads).permute(2, 0, 3, 1, 4)
         out = F.scaled_dot_product_attention(
-            *qkv.unbind(0),
+            *merging.qkv_heads(block.norm1(x), weight, qkv_bias, heads),
             attn_mask=bias,
             dropout_p=attn_module.attn_drop if block.training else 0.)
     else:
-        q, k = F.linear(
-            normed, weight[:2 * dims],
-            None if qkv_bias is None else qkv_bias[:2 * dims]).reshape(
-                batch, num, 2, heads, dims // heads).permute(2, 0, 3, 1, 4)
-        logits = (q @ k.transpose(-2, -1)) * (dims // heads)**-0.5
-        attn = (logits if bias is None else logits + bias).softmax(dim=-1)
+        attn = merging.attention_probs(
+            *merging.qkv_heads(
+                block.norm1(x), weight, qkv_bias, heads, count=2), bias)
         stop = num - num_det
         # attention the patches receive from the detection tokens
         received = attn[:, :, stop:, 1:stop].detach().mean(dim=(1, 2))
@@ -364,11 +357,8 @@ def _merging_block(block: 'Block', x: Tensor, r: int, state: PatchMergeState,
         if block.training and attn_module.attn_drop > 0:
             attn = F.dropout(attn, attn_module.attn_drop)
         num = x.shape[1]
-        v = F.linear(
-            block.norm1(x), weight[2 * dims:],
-            None if qkv_bias is None else qkv_bias[2 * dims:]).reshape(
-                batch, num, heads, dims // heads).transpose(1, 2)
-        out = attn @ v
+        out = attn @ merging.qkv_heads(
+            block.norm1(x), weight, qkv_bias, heads, first=2, count=1)[0]
     out = out.transpose(1, 2).reshape(batch, num, dims)
     x = x + block.drop_path(attn_module.proj_drop(attn_module.proj(out)))
     return x + block.drop_path(block.mlp(block.norm2(x)))
